@@ -1,0 +1,188 @@
+"""Best trial per model, chosen by validation macro-F1 only, with test metrics at validation-chosen thresholds.
+
+    python -m analysis.best_trials results/<experiment>
+
+Reads the finished experiment directory (never trains): each trial's params.json, result.json and the
+predictions.npz its best checkpoint holds. Writes best_trials.md / .csv / .json into the experiment dir.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trainables.metrics import multilabel_report, singlelabel_report
+
+INTERNAL_KEYS = {"model", "model_source", "seed", "thresholds"}
+
+
+class ExperimentError(ValueError):
+    """The directory is not a finished experiment analysis can read."""
+
+
+@dataclass
+class Trial:
+    model: str
+    directory: Path
+    config: dict
+    results: list[dict]
+    error: str | None
+
+    @property
+    def last(self) -> dict:
+        return self.results[-1] if self.results else {}
+
+
+def model_experiments(path: Path) -> list[Path]:
+    """The Tune experiment dirs under a sweep dir (one per model), or the path itself if it is one."""
+    if any(child.is_dir() and (child / "params.json").is_file() for child in path.iterdir()):
+        return [path]
+    return sorted(child for child in path.iterdir()
+                  if child.is_dir() and any((t / "params.json").is_file() for t in child.iterdir() if t.is_dir()))
+
+
+def read_trials(path: Path) -> list[Trial]:
+    if not path.is_dir():
+        raise ExperimentError(f"{path}: not a directory")
+    trials = []
+    for experiment in model_experiments(path):
+        for directory in sorted(d for d in experiment.iterdir() if (d / "params.json").is_file()):
+            config = json.loads((directory / "params.json").read_text())
+            result_file = directory / "result.json"
+            results = ([json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+                       if result_file.is_file() else [])
+            error_file = directory / "error.txt"
+            error = error_file.read_text().strip().splitlines()[-1] if error_file.is_file() else None
+            trials.append(Trial(config.get("model", experiment.name), directory, config, results, error))
+    if not trials:
+        raise ExperimentError(f"{path}: no Tune trials found (expected <model>/<trial>/params.json)")
+    return trials
+
+
+def best_predictions(trial: Trial) -> tuple[Path, dict] | None:
+    """The checkpoint with the highest validation macro-F1 that carries test predictions."""
+    best = None
+    for npz_path in sorted(trial.directory.glob("checkpoint_*/predictions.npz")):
+        with np.load(npz_path) as npz:
+            arrays = dict(npz)
+        if "test_probs" in arrays and (best is None or arrays["val_macro_f1"] >= best[1]["val_macro_f1"]):
+            best = (npz_path.parent, arrays)
+    return best
+
+
+def evaluate(arrays: dict) -> dict:
+    """Validation and test metrics from saved probabilities; thresholds are the ones the trial chose on
+    validation (saved beside the probabilities), so test never influences them."""
+    if "per_class_thresholds" in arrays:
+        thresholds = (float(arrays["global_threshold"]), arrays["per_class_thresholds"])
+        val = multilabel_report(arrays["val_probs"], arrays["val_labels"], *thresholds)
+        row = {"val_macro_f1": val["macro_f1_per_class"], "val_macro_f1_global": val["macro_f1_global"],
+               "val_macro_f1_at_0.5": val["macro_f1_at_0.5"]}
+        if "test_labels" in arrays:
+            test = multilabel_report(arrays["test_probs"], arrays["test_labels"], *thresholds)
+            row.update({"test_macro_f1": test["macro_f1_per_class"], "test_micro_f1": test["micro_f1_per_class"],
+                        "test_macro_f1_global": test["macro_f1_global"],
+                        "test_micro_f1_global": test["micro_f1_global"],
+                        "test_jaccard": test["jaccard_per_class"]})
+        return row
+    val = singlelabel_report(arrays["val_probs"], arrays["val_labels"])
+    row = {"val_macro_f1": val["macro_f1"], "val_accuracy": val["accuracy"]}
+    if "test_labels" in arrays:
+        test = singlelabel_report(arrays["test_probs"], arrays["test_labels"])
+        row.update({"test_macro_f1": test["macro_f1"], "test_micro_f1": test["accuracy"],
+                    "test_accuracy": test["accuracy"], "test_weighted_f1": test["weighted_f1"]})
+    return row
+
+
+def trial_row(trial: Trial) -> dict | None:
+    found = best_predictions(trial)
+    if found is None:
+        return None
+    checkpoint, arrays = found
+    searched = {k: v for k, v in trial.config.items() if k not in INTERNAL_KEYS}
+    return {
+        "model": trial.model,
+        "params_m": round(float(trial.last.get("params_m", float("nan"))), 3),
+        **evaluate(arrays),
+        "best_epoch": int(arrays["epoch"]),
+        "epochs_run": int(trial.last.get("training_iteration", 0)),
+        "wall_s": round(float(trial.last.get("time_total_s", 0.0)), 1),
+        "config": searched,
+        "trial_dir": str(trial.directory),
+        "checkpoint": checkpoint.name,
+    }
+
+
+def best_per_model(trials: list[Trial]) -> tuple[list[dict], list[Trial]]:
+    """(best row per model by validation macro-F1, trials that errored or left no predictions)."""
+    best: dict[str, dict] = {}
+    skipped = []
+    for trial in trials:
+        row = trial_row(trial)
+        if row is None:
+            skipped.append(trial)
+            continue
+        if trial.model not in best or row["val_macro_f1"] > best[trial.model]["val_macro_f1"]:
+            best[trial.model] = row
+    return sorted(best.values(), key=lambda r: -r["val_macro_f1"]), skipped
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1 else f"{value:.1f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict], skipped: list[Trial]) -> str:
+    columns = [c for c in ("model", "params_m", "val_macro_f1", "test_macro_f1", "test_micro_f1",
+                           "test_macro_f1_global", "test_micro_f1_global", "test_jaccard", "test_accuracy",
+                           "best_epoch", "epochs_run", "wall_s") if any(c in row for row in rows)]
+    lines = ["| " + " | ".join(columns) + " | config | trial |", "|" + "---|" * (len(columns) + 2)]
+    for row in rows:
+        config = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(row["config"].items()))
+        lines.append("| " + " | ".join(fmt(row.get(c, "")) for c in columns)
+                     + f" | {config} | {Path(row['trial_dir']).name} |")
+    if skipped:
+        lines += ["", "Skipped (errored or no saved predictions):"]
+        lines += [f"- {t.model} {t.directory.name}: {t.error or 'no checkpoint with test predictions'}"
+                  for t in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def write_best_trials(path: Path) -> str:
+    """Write best_trials.{md,csv,json} into the experiment dir and return the markdown table."""
+    path = Path(path)
+    rows, skipped = best_per_model(read_trials(path))
+    if not rows:
+        raise ExperimentError(f"{path}: no trial finished an epoch with saved predictions")
+    table = markdown_table(rows, skipped)
+    (path / "best_trials.md").write_text(f"# Best trial per model (chosen by validation macro-F1)\n\n{table}")
+    (path / "best_trials.json").write_text(json.dumps(rows, indent=2))
+    fields = sorted({key for row in rows for key in row}, key=lambda k: list(rows[0]).index(k)
+                    if k in rows[0] else len(rows[0]))
+    with open(path / "best_trials.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows({**row, "config": json.dumps(row["config"], sort_keys=True)} for row in rows)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("experiment_dir", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        print(write_best_trials(args.experiment_dir))
+    except ExperimentError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,352 @@
+"""The command line and Tuner wiring every sweep file shares.
+
+A sweep file declares an `Experiment` (dataset, models, search space) and calls `main(EXPERIMENT)`.
+Everything is checked before Ray starts: bad flags, data files and model names end the run with one line
+and exit code 2, and nothing is written. Each model gets its own Optuna study and its own Tune experiment
+under `<storage>/<name>/<model>/`, so every model receives the same trial budget (one TPE study across
+models would spend most trials on whichever model looks best early) and can be sized for its own resources.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+
+from trainables.data import DATASETS, DataError, EmotionData, load_dataset
+from trainables.models import ModelError, ResolvedModel, gpu_share, hub_reachable, resolve_model
+
+METRIC = "val_macro_f1"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of the data and how many trials a sweep spends; explicit flags override each field."""
+    train_rows: int | None
+    val_rows: int | None
+    test_rows: int | None
+    max_epochs: int
+    num_samples: int  # trials per model
+    max_length: int
+    description: str
+
+
+BUDGETS = {
+    "smoke": Budget(64, 32, 32, 1, 2, 32, "a few seconds per trial: tests and first tries"),
+    "cpu": Budget(8000, 2000, None, 2, 4, 64, "about 30 minutes on a 2-core laptop, one model"),
+    "full": Budget(None, None, None, 5, 30, 128, "whole dataset on GPUs"),
+}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What one sweep file declares."""
+    name: str
+    dataset: str
+    models: tuple[str, ...]
+    search_space: Callable[[Budget], dict[str, BaseDistribution]]  # for random / tpe
+    grid: Callable[[Budget], dict[str, list]]  # for grid
+    cpu_models: tuple[str, ...] = ("minilm",)  # default models when no GPU is found
+    trainable: str = "encoder"
+    fixed: dict = field(default_factory=dict)  # config values every trial gets
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag prints one line (no usage block) and exits 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive(kind: type) -> Callable[[str], float | int]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+        return value
+    return parse
+
+
+def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=f"sweeps/{experiment.name}.py", description=f"Sweep: {experiment.name}")
+    add = parser.add_argument
+    add("--models", nargs="+", help=f"aliases or local model directories (default {' '.join(experiment.models)};"
+                                    f" without a GPU {' '.join(experiment.cpu_models)})")
+    add("--search", choices=("grid", "random", "tpe"), default="tpe", help="Optuna sampler (default tpe)")
+    add("--scheduler", choices=("asha", "none"), default="asha", help="early stopping (default asha)")
+    add("--num-samples", type=positive(int), help="trials per model (default from the budget)")
+    add("--max-concurrent", type=positive(int), help="trials at once per model (default: 1 on CPU, "
+                                                     "as many as resources allow on GPU)")
+    add("--budget", choices=tuple(BUDGETS), help="smoke | cpu | full (default full with a GPU, cpu without)")
+    add("--data-dir", help="dataset files in their release format (default: load from the hub)")
+    add("--storage", default="results", help="where experiment directories go (default ./results)")
+    add("--name", help="experiment name (default <sweep>-<date>-<time>)")
+    add("--resume", action="store_true", help="continue the experiment --name with its saved settings")
+    add("--wandb", choices=("off", "offline", "online"), default="off", help="W&B logging, one run per trial")
+    add("--gpus-per-trial", type=float, help="override the GPU share sized from the model")
+    add("--cpus-per-trial", type=positive(int), help="override the CPUs per trial")
+    add("--seed", type=int, default=0, help="seed for subsampling, samplers and training (default 0)")
+    add("--thresholds", choices=("exact", "optuna"), default="exact", help="threshold search on validation")
+    add("--max-failures", type=int, default=2, help="retries of a failed trial from its checkpoint")
+    add("--address", help="Ray cluster to join (default: RAY_ADDRESS, else start a local one)")
+    add("--dry-run", action="store_true", help="print the plan and exit")
+    add("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+    for flag, kind in (("--epochs", int), ("--lr", float), ("--batch-size", int), ("--max-length", int),
+                       ("--train-rows", int), ("--val-rows", int), ("--test-rows", int)):
+        add(flag, type=positive(kind), help="fix this value (overrides the budget / search space)")
+    return parser
+
+
+@dataclass
+class Plan:
+    """Everything decided before Ray starts; printed, and saved as sweep.json in the experiment dir."""
+    experiment: str
+    dataset: str
+    data_source: str
+    budget: str
+    budget_note: str
+    models: list[dict]
+    search: str
+    scheduler: str
+    num_samples: int
+    max_concurrent: int | None
+    fixed: dict
+    max_epochs: int
+    searched: list[str]
+    sweep_dir: str
+    wandb: str
+    seed: int
+    args: dict
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, EmotionData, list[ResolvedModel]]:
+    has_gpu = cuda_available()
+    budget_name = args.budget or ("full" if has_gpu else "cpu")
+    budget = BUDGETS[budget_name]
+    budget_note = budget.description if args.budget else (
+        f"{budget.description}; chosen because {'a GPU was' if has_gpu else 'no GPU was'} found")
+
+    names = args.models or list(experiment.models if has_gpu else experiment.cpu_models)
+    needs_hub = any(not Path(n).expanduser().is_dir() for n in names)
+    hub_ok = hub_reachable() if needs_hub else False
+    try:
+        models = [resolve_model(n, hub_ok) for n in names]
+    except ModelError as error:
+        fail(str(error))
+    if len({m.name for m in models}) != len(models):
+        fail(f"--models {' '.join(names)}: two models share the name {models[0].name!r}")
+
+    if args.data_dir is None and not hub_reachable():
+        fail(f"--data-dir is required: the dataset hub is unreachable (files expected: "
+             f"{', '.join(DATASETS[experiment.dataset].local_files)})")
+    try:
+        data = load_dataset(experiment.dataset, args.data_dir)
+    except DataError as error:
+        fail(str(error))
+    data = data.subsample(args.train_rows or budget.train_rows, args.val_rows or budget.val_rows,
+                          args.test_rows or budget.test_rows, args.seed)
+
+    fixed = {"max_length": args.max_length or budget.max_length, "seed": args.seed,
+             "thresholds": args.thresholds, **experiment.fixed}
+    for key in ("epochs", "lr", "batch_size"):
+        if getattr(args, key) is not None:
+            fixed[key] = getattr(args, key)
+    space = searched_space(experiment, budget, args.search, fixed)
+    num_samples = args.num_samples or budget.num_samples
+    if args.search == "grid":
+        num_samples = math.prod(len(values) for values in space.values()) if space else 1
+    max_concurrent = args.max_concurrent or (None if has_gpu else 1)
+
+    total_cpus = os.cpu_count() or 1
+    model_rows = []
+    for model in models:
+        gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (gpu_share(model.params_m)
+                                                                           if has_gpu else 0.0)
+        cpus = args.cpus_per_trial or (2 if has_gpu else max(1, total_cpus // (max_concurrent or 1)))
+        model_rows.append({"name": model.name, "source": model.source, "params_m": round(model.params_m, 1),
+                           "cpus_per_trial": cpus, "gpus_per_trial": gpus, "note": model.note})
+
+    name = args.name or f"{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep_dir = Path(args.storage).expanduser().resolve() / name
+    plan = Plan(
+        experiment=experiment.name, dataset=experiment.dataset,
+        data_source=str(Path(args.data_dir).resolve()) if args.data_dir else DATASETS[experiment.dataset].hub_id,
+        budget=budget_name, budget_note=budget_note, models=model_rows, search=args.search,
+        scheduler=args.scheduler, num_samples=num_samples, max_concurrent=max_concurrent,
+        fixed=fixed, max_epochs=fixed.get("epochs", budget.max_epochs), searched=sorted(space),
+        sweep_dir=str(sweep_dir), wandb=args.wandb, seed=args.seed, args=vars(args),
+    )
+    return plan, data, models
+
+
+def searched_space(experiment: Experiment, budget: Budget, search: str, fixed: dict) -> dict:
+    """The sampler's space: the sweep's grid or distributions, less the values a flag fixed."""
+    space = experiment.grid(budget) if search == "grid" else experiment.search_space(budget)
+    return {key: value for key, value in space.items() if key not in fixed}
+
+
+def print_plan(plan: Plan, data: EmotionData) -> None:
+    scheme = "multi-label" if data.multi_label else "single-label"
+    rows = lambda split: f"{len(split):,}"  # noqa: E731
+    print(f"Sweep {plan.experiment}: {plan.dataset} ({data.num_labels} labels, {scheme}) from {plan.data_source}")
+    print(f"  budget {plan.budget} ({plan.budget_note}): train {rows(data.train)} / val {rows(data.validation)} "
+          f"/ test {rows(data.test)} rows, fixed {plan.fixed}")
+    print(f"  search {plan.search} (Optuna, seed {plan.seed}) over {', '.join(plan.searched) or 'nothing'}; "
+          f"{plan.num_samples} trials per model, scheduler {plan.scheduler}, "
+          f"max concurrent {plan.max_concurrent or 'by resources'}")
+    for model in plan.models:
+        note = f", {model['note']}" if model["note"] else ""
+        print(f"  model {model['name']}: {model['source']} ({model['params_m']}M params{note}); "
+              f"{model['cpus_per_trial']} CPU + {model['gpus_per_trial']} GPU per trial")
+    print(f"  W&B {plan.wandb}; results in {plan.sweep_dir}")
+
+
+def versions() -> dict:
+    import ray
+    import torch
+    import transformers
+
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "ray": ray.__version__,
+            "torch": torch.__version__, "transformers": transformers.__version__, "optuna": optuna.__version__,
+            "git_commit": commit}
+
+
+def make_sampler(search: str, space: dict, seed: int, num_samples: int) -> optuna.samplers.BaseSampler:
+    if search == "grid":
+        return optuna.samplers.GridSampler(space, seed=seed)
+    if search == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, min(10, num_samples // 2)))
+
+
+def trainable_function(kind: str):
+    if kind == "encoder":
+        from trainables.encoder import train_encoder
+        return train_encoder
+    raise ValueError(f"unknown trainable {kind!r}")
+
+
+def short_trial_name(trial) -> str:
+    """Tune's default folder name packs the whole config in; the id is enough (params.json has the rest)."""
+    return f"trial_{trial.trial_id}"
+
+
+def run_model(plan: Plan, experiment: Experiment, data: EmotionData, model: dict, resume: bool) -> None:
+    """One model's Optuna study as one Tune experiment (restored, not re-run, with --resume)."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    trainable = tune.with_resources(
+        tune.with_parameters(trainable_function(experiment.trainable), data=data),
+        {"cpu": model["cpus_per_trial"], "gpu": model["gpus_per_trial"]})
+    param_space = {**plan.fixed, "model": model["name"], "model_source": model["source"]}
+    model_dir = Path(plan.sweep_dir) / model["name"]
+    if resume and tune.Tuner.can_restore(model_dir):
+        tuner = tune.Tuner.restore(str(model_dir), trainable=trainable, resume_errored=True,
+                                   param_space=param_space)
+    else:
+        space = searched_space(experiment, BUDGETS[plan.budget], plan.search, plan.fixed)
+        distributions = ({k: CategoricalDistribution(v) for k, v in space.items()} if plan.search == "grid"
+                         else space)
+        searcher = OptunaSearch(space=distributions, metric=METRIC, mode="max",
+                                sampler=make_sampler(plan.search, space, plan.seed, plan.num_samples))
+        if plan.max_concurrent:
+            searcher = ConcurrencyLimiter(searcher, max_concurrent=plan.max_concurrent)
+        scheduler = (ASHAScheduler(max_t=plan.max_epochs, grace_period=1, reduction_factor=2)
+                     if plan.scheduler == "asha" else FIFOScheduler())
+        callbacks = []
+        if plan.wandb != "off":
+            from ray.air.integrations.wandb import WandbLoggerCallback
+
+            # W&B writes straight into the experiment dir, so no run is lost to a copy at trial end.
+            callbacks.append(WandbLoggerCallback(project=plan.experiment, group=Path(plan.sweep_dir).name,
+                                                 mode=plan.wandb, dir=str(Path(plan.sweep_dir))))
+        tuner = tune.Tuner(
+            trainable, param_space=param_space,
+            tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
+                                        num_samples=plan.num_samples, trial_dirname_creator=short_trial_name),
+            run_config=tune.RunConfig(
+                name=model["name"], storage_path=plan.sweep_dir, callbacks=callbacks, verbose=1,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
+                                                        checkpoint_score_order="max"),
+                failure_config=tune.FailureConfig(max_failures=plan.args["max_failures"])),
+        )
+    tuner.fit()
+
+
+def start_ray(args: argparse.Namespace) -> None:
+    import ray
+
+    context = ray.init(address=args.address, include_dashboard=not args.no_dashboard,
+                       dashboard_host="127.0.0.1")
+    if context.dashboard_url:
+        print(f"Ray dashboard: http://{context.dashboard_url} (localhost only; if it asks for a token, "
+              f"it is in ~/.ray/auth_token)")
+
+
+def main(experiment: Experiment, argv: list[str] | None = None) -> int:
+    args = build_parser(experiment).parse_args(argv)
+    if args.resume:
+        if not args.name:
+            fail("--resume needs --name of the experiment to continue")
+        saved = Path(args.storage).expanduser().resolve() / args.name / "sweep.json"
+        if not saved.is_file():
+            fail(f"--resume: {saved} not found (no such experiment)")
+        keep = {"resume": True, "address": args.address, "no_dashboard": args.no_dashboard, "dry_run": args.dry_run}
+        args = argparse.Namespace(**{**json.loads(saved.read_text())["args"], **keep})
+    if args.wandb == "online" and not os.environ.get("WANDB_API_KEY"):
+        fail("--wandb online needs WANDB_API_KEY in the environment (or use --wandb offline)")
+
+    plan, data, _ = make_plan(experiment, args)
+    sweep_dir = Path(plan.sweep_dir)
+    if sweep_dir.exists() and not args.resume:
+        fail(f"--name {sweep_dir.name}: {sweep_dir} already exists; pass --resume to continue it or a new --name")
+    print_plan(plan, data)
+    if args.dry_run:
+        return 0
+
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        (sweep_dir / "sweep.json").write_text(json.dumps({**asdict(plan), "versions": versions()}, indent=2))
+    if args.wandb == "offline":
+        os.environ["WANDB_MODE"] = "offline"
+    start_ray(args)
+    for model in plan.models:
+        run_model(plan, experiment, data, model, args.resume)
+
+    from analysis.best_trials import write_best_trials
+
+    print(write_best_trials(sweep_dir))
+    return 0

@@ -1,0 +1,221 @@
+"""Ray Tune function trainable: fine-tune one encoder with a classification head, one epoch per report.
+
+Reads top to bottom: config → data → model → optimizer → (resume) → epochs of train / validate / choose
+thresholds / checkpoint + report. Multi-label data trains with sigmoid + BCE (optional inverse-frequency
+pos_weight) and tunes decision thresholds on validation; single-label data trains with softmax + CE.
+
+Every checkpoint holds the full training state (so a retried or resumed trial continues where it stopped)
+and that epoch's validation probabilities. Epochs that match or beat the best validation score so far also
+run the test split and store its probabilities: Ray keeps the best checkpoint by validation macro-F1 plus
+the latest, so the kept best checkpoint always carries the test predictions analysis reports from. Test
+data never influences anything the trial decides.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from ray import tune
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+from trainables.data import EmotionData
+from trainables.metrics import choose_thresholds, multilabel_report, singlelabel_report
+
+DEFAULTS = {
+    "lr": 5e-5,  # encoder body
+    "head_lr": 1e-3,  # the freshly initialised classification head learns faster than the body
+    "batch_size": 32,
+    "eval_batch_size": 64,
+    "weight_decay": 0.01,
+    "warmup_ratio": 0.1,
+    "epochs": 2,
+    "max_length": 64,
+    "grad_clip": 1.0,
+    "pos_weight": "none",  # none | inverse_frequency
+    "pos_weight_clip": 30.0,
+    "thresholds": "exact",  # exact | optuna
+    "seed": 0,
+}
+POS_WEIGHT_MODES = ("none", "inverse_frequency")
+
+
+def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of similar-length examples: sort within random megabatches of 50 batches, so
+    padding shrinks to nearly the true length while batch order stays random."""
+    order = rng.permutation(len(lengths))
+    megabatch = batch_size * 50
+    batches = []
+    for start in range(0, len(order), megabatch):
+        chunk = order[start:start + megabatch]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(input_ids: list[list[int]], indices: np.ndarray, pad_id: int, device: torch.device) -> dict:
+    """Pad a batch to its own longest sequence (dynamic padding)."""
+    rows = [input_ids[i] for i in indices]
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, :len(row)] = torch.tensor(row)
+        mask[r, :len(row)] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def train_encoder(config: dict, data: EmotionData) -> None:
+    config = {**DEFAULTS, **config}
+    seed = int(config["seed"])
+    torch.manual_seed(seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(tune.get_context().get_trial_resources().head_cpus)))
+    amp_dtype = None
+    if device.type == "cuda":
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    multi_label = data.multi_label
+
+    # Data: tokenize every split once; batches are padded per batch.
+    tokenizer = AutoTokenizer.from_pretrained(config["model_source"])
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def encode(texts: list[str]) -> tuple[list[list[int]], np.ndarray]:
+        ids = tokenizer(texts, truncation=True, max_length=int(config["max_length"]),
+                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        return ids, np.array([len(row) for row in ids])
+
+    train_ids, train_lengths = encode(data.train.texts)
+    val_ids, val_lengths = encode(data.validation.texts)
+    test_ids, test_lengths = encode(data.test.texts)
+    label_dtype = torch.float32 if multi_label else torch.long
+    train_labels = torch.tensor(data.train.labels, dtype=label_dtype)
+    val_labels = torch.tensor(data.validation.labels, dtype=label_dtype)
+
+    # Model: a pretrained body + a new head sized for this label set; a retried or restored trial
+    # continues from its last checkpoint instead.
+    checkpoint = tune.get_checkpoint()
+    resume_dir = Path(checkpoint.to_directory()) if checkpoint else None
+    model = AutoModelForSequenceClassification.from_pretrained(
+        resume_dir / "model" if resume_dir else config["model_source"], num_labels=data.num_labels,
+        ignore_mismatched_sizes=True,
+        problem_type="multi_label_classification" if multi_label else "single_label_classification",
+        id2label=dict(enumerate(data.label_names)), label2id={n: i for i, n in enumerate(data.label_names)},
+    ).to(device)
+    params_m = sum(p.numel() for p in model.parameters()) / 1e6
+
+    if multi_label:
+        pos_weight = None
+        if config["pos_weight"] == "inverse_frequency":
+            positives = train_labels.sum(dim=0).clamp(min=1.0)
+            pos_weight = ((len(train_labels) - positives) / positives).clamp(max=config["pos_weight_clip"])
+            pos_weight = pos_weight.to(device)
+        loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    else:
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+    # Optimizer: the head is everything outside the pretrained body, with its own learning rate.
+    body_ids = {id(p) for p in model.base_model.parameters()}
+    groups = {"body": [], "head": [], "no_decay": []}
+    for name, param in model.named_parameters():
+        if id(param) not in body_ids:
+            groups["head"].append(param)
+        elif param.ndim < 2:  # biases and LayerNorm weights are not decayed
+            groups["no_decay"].append(param)
+        else:
+            groups["body"].append(param)
+    optimizer = torch.optim.AdamW([
+        {"params": groups["body"], "lr": config["lr"], "weight_decay": config["weight_decay"]},
+        {"params": groups["no_decay"], "lr": config["lr"], "weight_decay": 0.0},
+        {"params": groups["head"], "lr": config["head_lr"], "weight_decay": config["weight_decay"]},
+    ])
+    epochs = int(config["epochs"])
+    steps_per_epoch = math.ceil(len(train_ids) / int(config["batch_size"]))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config["warmup_ratio"] * steps_per_epoch * epochs),
+                                                steps_per_epoch * epochs)
+
+    start_epoch, best_val = 0, -1.0
+    if resume_dir:
+        state = torch.load(resume_dir / "training_state.pt", map_location=device, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_val = state["epoch"] + 1, state["best_val"]
+
+    def predict(input_ids: list[list[int]], lengths: np.ndarray, labels: torch.Tensor | None
+                ) -> tuple[np.ndarray, float]:
+        """Probabilities in input order (batches sorted by length for speed) and the mean loss."""
+        model.eval()
+        order = np.argsort(-lengths, kind="stable")
+        probs = np.zeros((len(input_ids), data.num_labels), dtype=np.float32)
+        total_loss = 0.0
+        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            for start in range(0, len(order), int(config["eval_batch_size"])):
+                indices = order[start:start + int(config["eval_batch_size"])]
+                logits = model(**collate(input_ids, indices, pad_id, device)).logits.float()
+                if labels is not None:
+                    total_loss += loss_fn(logits, labels[indices].to(device)).item() * len(indices)
+                scores = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+                probs[indices] = scores.cpu().numpy()
+        return probs, total_loss / len(input_ids)
+
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        started, seen, train_loss = time.perf_counter(), 0, 0.0
+        rng = np.random.default_rng(seed * 1000 + epoch)  # same batches after a resume
+        for indices in length_grouped_batches(train_lengths, int(config["batch_size"]), rng):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(**collate(train_ids, indices, pad_id, device)).logits.float()
+            loss = loss_fn(logits, train_labels[indices].to(device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch + 1}: training loss is {loss.item()}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            train_loss += loss.item() * len(indices)
+            seen += len(indices)
+        train_seconds = time.perf_counter() - started
+
+        val_probs, val_loss = predict(val_ids, val_lengths, val_labels)
+        y_val = data.validation.labels
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss / seen, "val_loss": val_loss,
+                   "train_examples_per_s": seen / train_seconds, "params_m": params_m}
+        arrays = {"val_probs": val_probs, "val_labels": y_val}
+        if multi_label:
+            global_t, per_class_t = choose_thresholds(val_probs, y_val, config["thresholds"], seed)
+            report = multilabel_report(val_probs, y_val, global_t, per_class_t)
+            metrics.update({f"val_{key}": value for key, value in report.items()})
+            strategies = {"0.5": report["macro_f1_at_0.5"], "global": report["macro_f1_global"],
+                          "per_class": report["macro_f1_per_class"]}
+            metrics["threshold_strategy"] = max(strategies, key=strategies.get)
+            metrics["val_macro_f1"] = max(strategies.values())
+            metrics["global_threshold"] = global_t
+            arrays.update(global_threshold=np.float32(global_t), per_class_thresholds=per_class_t)
+        else:
+            metrics.update({f"val_{key}": value for key, value in singlelabel_report(val_probs, y_val).items()})
+        improved = metrics["val_macro_f1"] >= best_val
+        if improved:
+            best_val = metrics["val_macro_f1"]
+            test_probs, _ = predict(test_ids, test_lengths, None)
+            arrays["test_probs"] = test_probs
+            if data.test.labels is not None:
+                arrays["test_labels"] = data.test.labels
+        metrics["best_val_macro_f1"] = best_val
+
+        with tempfile.TemporaryDirectory() as directory:
+            model.save_pretrained(Path(directory) / "model")
+            torch.save({"optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val": best_val},
+                       Path(directory) / "training_state.pt")
+            np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1,
+                                val_macro_f1=metrics["val_macro_f1"], **arrays)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))

