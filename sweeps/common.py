@@ -309,7 +309,9 @@ def run_model(plan: Plan, experiment: Experiment, data: EmotionData, model: dict
 def start_ray(args: argparse.Namespace) -> None:
     import ray
 
-    context = ray.init(address=args.address, include_dashboard=not args.no_dashboard,
+    # "local" starts a fresh cluster even when a `ray start` cluster runs on this machine; joining one is explicit.
+    address = args.address or os.environ.get("RAY_ADDRESS") or "local"
+    context = ray.init(address=address, include_dashboard=not args.no_dashboard,
                        dashboard_host="127.0.0.1")
     if context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url} (localhost only; if it asks for a token, "
