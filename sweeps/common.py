@@ -44,7 +44,7 @@ class Budget:
 
 BUDGETS = {
     "smoke": Budget(64, 32, 32, 1, 2, 32, "a few seconds per trial: tests and first tries"),
-    "cpu": Budget(8000, 2000, None, 2, 4, 64, "about 30 minutes on a 2-core laptop, one model"),
+    "cpu": Budget(15000, None, None, 2, 5, 64, "about 30 minutes on a 2-core laptop, one model"),
     "full": Budget(None, None, None, 5, 30, 128, "whole dataset on GPUs"),
 }
 
@@ -60,6 +60,9 @@ class Experiment:
     cpu_models: tuple[str, ...] = ("minilm",)  # default models when no GPU is found
     trainable: str = "encoder"
     fixed: dict = field(default_factory=dict)  # config values every trial gets
+    fixable: dict[str, tuple[str, ...]] = field(default_factory=dict)  # searched choices a --flag can fix
+    per_model: dict[str, dict] = field(default_factory=dict)  # config values one model's trials get (decoder mode)
+    param_applies: Callable[[str, dict], bool] | None = None  # whether a searched key matters, given fixed values
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -96,6 +99,8 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
     add("--storage", default="results", help="where experiment directories go (default ./results)")
     add("--name", help="experiment name (default <sweep>-<date>-<time>)")
     add("--resume", action="store_true", help="continue the experiment --name with its saved settings")
+    add("--restart-errored", action="store_true", help="with --resume: start errored trials over from scratch "
+                                                        "(default: continue them from their last checkpoint)")
     add("--wandb", choices=("off", "offline", "online"), default="off", help="W&B logging, one run per trial")
     add("--gpus-per-trial", type=float, help="override the GPU share sized from the model")
     add("--cpus-per-trial", type=positive(int), help="override the CPUs per trial")
@@ -108,6 +113,12 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
     for flag, kind in (("--epochs", int), ("--lr", float), ("--batch-size", int), ("--max-length", int),
                        ("--train-rows", int), ("--val-rows", int), ("--test-rows", int)):
         add(flag, type=positive(kind), help="fix this value (overrides the budget / search space)")
+    for key, choices in experiment.fixable.items():
+        add(f"--{key.replace('_', '-')}", choices=choices, help=f"fix {key} (default: searched over "
+                                                                f"{' | '.join(choices)})")
+    for key, option in DATASETS[experiment.dataset].options.items():
+        add(f"--{key.replace('_', '-')}", choices=option.choices, default=option.choices[0],
+            help=f"{option.help} (default {option.choices[0]})")
     return parser
 
 
@@ -165,7 +176,8 @@ def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, E
         fail(f"--data-dir is required: the dataset hub is unreachable (files expected: "
              f"{', '.join(DATASETS[experiment.dataset].local_files)})")
     try:
-        data = load_dataset(experiment.dataset, args.data_dir)
+        data = load_dataset(experiment.dataset, args.data_dir,
+                            **{key: getattr(args, key) for key in DATASETS[experiment.dataset].options})
     except DataError as error:
         fail(str(error))
     data = data.subsample(args.train_rows or budget.train_rows, args.val_rows or budget.val_rows,
@@ -173,7 +185,7 @@ def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, E
 
     fixed = {"max_length": args.max_length or budget.max_length, "seed": args.seed,
              "thresholds": args.thresholds, **experiment.fixed}
-    for key in ("epochs", "lr", "batch_size"):
+    for key in ("epochs", "lr", "batch_size", *experiment.fixable):
         if getattr(args, key) is not None:
             fixed[key] = getattr(args, key)
     space = searched_space(experiment, budget, args.search, fixed)
@@ -188,8 +200,16 @@ def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, E
         gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (gpu_share(model.params_m)
                                                                            if has_gpu else 0.0)
         cpus = args.cpus_per_trial or (2 if has_gpu else max(1, total_cpus // (max_concurrent or 1)))
+        model_fixed = {key: value for key, value in experiment.per_model.get(model.name, {}).items()
+                       if getattr(args, key, None) is None}  # a flag beats the sweep file's per-model value
+        model_space = searched_space(experiment, budget, args.search, {**fixed, **model_fixed})
+        if experiment.trainable == "decoder":
+            check_decoder(model, {**fixed, **model_fixed}, model_space, has_gpu, budget_name)
         model_rows.append({"name": model.name, "source": model.source, "params_m": round(model.params_m, 1),
-                           "cpus_per_trial": cpus, "gpus_per_trial": gpus, "note": model.note})
+                           "cpus_per_trial": cpus, "gpus_per_trial": gpus, "note": model.note,
+                           "fixed": model_fixed, "searched": sorted(model_space),
+                           "num_samples": (math.prod(len(v) for v in model_space.values()) if args.search == "grid"
+                                           else num_samples)})
 
     name = args.name or f"{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_dir = Path(args.storage).expanduser().resolve() / name
@@ -205,9 +225,40 @@ def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, E
 
 
 def searched_space(experiment: Experiment, budget: Budget, search: str, fixed: dict) -> dict:
-    """The sampler's space: the sweep's grid or distributions, less the values a flag fixed."""
+    """The sampler's space: the sweep's grid or distributions, less the values a flag fixed (and, for
+    decoders, less the keys the fixed mode ignores)."""
     space = experiment.grid(budget) if search == "grid" else experiment.search_space(budget)
-    return {key: value for key, value in space.items() if key not in fixed}
+    applies = experiment.param_applies or (lambda key, values: True)
+    return {key: value for key, value in space.items() if key not in fixed and applies(key, fixed)}
+
+
+def possible_values(key: str, fixed: dict, space: dict, default) -> list:
+    """Every value (or both ends of the range) a trial may get for `key`, for checks before Ray starts."""
+    if key in fixed:
+        return [fixed[key]]
+    value = space.get(key)
+    if value is None:
+        return [default]
+    if isinstance(value, list):
+        return value
+    if isinstance(value, CategoricalDistribution):
+        return list(value.choices)
+    return [value.low, value.high]
+
+
+def check_decoder(model: ResolvedModel, fixed: dict, space: dict, has_gpu: bool, budget: str) -> None:
+    """QLoRA needs 4-bit bitsandbytes, a usable tokenizer and template, r > 0; a CPU runs small models only."""
+    from trainables.decoder import CPU_MAX_PARAMS_M, DEFAULTS, setup_problem
+
+    if not has_gpu and budget == "full":
+        fail("--budget full: QLoRA decoders on CPU run the smoke or cpu budget only (no GPU found)")
+    if not has_gpu and model.params_m > CPU_MAX_PARAMS_M:
+        fail(f"--models {model.name}: {model.params_m:.0f}M params is too big for QLoRA on CPU "
+             f"(up to {CPU_MAX_PARAMS_M}M without a GPU)")
+    values = {key: possible_values(key, fixed, space, DEFAULTS[key]) for key in ("mode", "template", "lora_r")}
+    problem = setup_problem(model.source, values["mode"], values["template"], values["lora_r"])
+    if problem:
+        fail(f"--models {model.name}: {problem}")
 
 
 def print_plan(plan: Plan, data: EmotionData) -> None:
@@ -216,6 +267,8 @@ def print_plan(plan: Plan, data: EmotionData) -> None:
     print(f"Sweep {plan.experiment}: {plan.dataset} ({data.num_labels} labels, {scheme}) from {plan.data_source}")
     print(f"  budget {plan.budget} ({plan.budget_note}): train {rows(data.train)} / val {rows(data.validation)} "
           f"/ test {rows(data.test)} rows, fixed {plan.fixed}")
+    if data.note:
+        print(f"  {data.note}")
     print(f"  search {plan.search} (Optuna, seed {plan.seed}) over {', '.join(plan.searched) or 'nothing'}; "
           f"{plan.num_samples} trials per model, scheduler {plan.scheduler}, "
           f"max concurrent {plan.max_concurrent or 'by resources'}")
@@ -223,6 +276,9 @@ def print_plan(plan: Plan, data: EmotionData) -> None:
         note = f", {model['note']}" if model["note"] else ""
         print(f"  model {model['name']}: {model['source']} ({model['params_m']}M params{note}); "
               f"{model['cpus_per_trial']} CPU + {model['gpus_per_trial']} GPU per trial")
+        if model.get("fixed"):
+            print(f"    fixed {model['fixed']}; searched {', '.join(model['searched']) or 'nothing'}; "
+                  f"{model['num_samples']} trials")
     print(f"  W&B {plan.wandb}; results in {plan.sweep_dir}")
 
 
@@ -253,6 +309,9 @@ def trainable_function(kind: str):
     if kind == "encoder":
         from trainables.encoder import train_encoder
         return train_encoder
+    if kind == "decoder":
+        from trainables.decoder import train_decoder
+        return train_decoder
     raise ValueError(f"unknown trainable {kind!r}")
 
 
@@ -271,17 +330,20 @@ def run_model(plan: Plan, experiment: Experiment, data: EmotionData, model: dict
     trainable = tune.with_resources(
         tune.with_parameters(trainable_function(experiment.trainable), data=data),
         {"cpu": model["cpus_per_trial"], "gpu": model["gpus_per_trial"]})
-    param_space = {**plan.fixed, "model": model["name"], "model_source": model["source"]}
+    fixed = {**plan.fixed, **model.get("fixed", {})}
+    num_samples = model.get("num_samples", plan.num_samples)
+    param_space = {**fixed, "model": model["name"], "model_source": model["source"]}
     model_dir = Path(plan.sweep_dir) / model["name"]
     if resume and tune.Tuner.can_restore(model_dir):
-        tuner = tune.Tuner.restore(str(model_dir), trainable=trainable, resume_errored=True,
-                                   param_space=param_space)
+        restart = bool(plan.args.get("restart_errored"))
+        tuner = tune.Tuner.restore(str(model_dir), trainable=trainable, resume_errored=not restart,
+                                   restart_errored=restart, param_space=param_space)
     else:
-        space = searched_space(experiment, BUDGETS[plan.budget], plan.search, plan.fixed)
+        space = searched_space(experiment, BUDGETS[plan.budget], plan.search, fixed)
         distributions = ({k: CategoricalDistribution(v) for k, v in space.items()} if plan.search == "grid"
                          else space)
         searcher = OptunaSearch(space=distributions, metric=METRIC, mode="max",
-                                sampler=make_sampler(plan.search, space, plan.seed, plan.num_samples))
+                                sampler=make_sampler(plan.search, space, plan.seed, num_samples))
         if plan.max_concurrent:
             searcher = ConcurrencyLimiter(searcher, max_concurrent=plan.max_concurrent)
         scheduler = (ASHAScheduler(max_t=plan.max_epochs, grace_period=1, reduction_factor=2)
@@ -296,7 +358,7 @@ def run_model(plan: Plan, experiment: Experiment, data: EmotionData, model: dict
         tuner = tune.Tuner(
             trainable, param_space=param_space,
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
-                                        num_samples=plan.num_samples, trial_dirname_creator=short_trial_name),
+                                        num_samples=num_samples, trial_dirname_creator=short_trial_name),
             run_config=tune.RunConfig(
                 name=model["name"], storage_path=plan.sweep_dir, callbacks=callbacks, verbose=1,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
@@ -326,7 +388,8 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
         saved = Path(args.storage).expanduser().resolve() / args.name / "sweep.json"
         if not saved.is_file():
             fail(f"--resume: {saved} not found (no such experiment)")
-        keep = {"resume": True, "address": args.address, "no_dashboard": args.no_dashboard, "dry_run": args.dry_run}
+        keep = {"resume": True, "restart_errored": args.restart_errored, "address": args.address,
+                "no_dashboard": args.no_dashboard, "dry_run": args.dry_run}
         args = argparse.Namespace(**{**json.loads(saved.read_text())["args"], **keep})
     if args.wandb == "online" and not os.environ.get("WANDB_API_KEY"):
         fail("--wandb online needs WANDB_API_KEY in the environment (or use --wandb offline)")

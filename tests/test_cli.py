@@ -1,0 +1,78 @@
+"""Bad flags and bad data end a sweep before Ray starts: one line naming the flag or file:line: field, exit
+code 2, and no experiment directory. --dry-run prints the plan and writes nothing."""
+import os
+
+import pytest
+
+from tests.conftest import run_sweep, write_goemotions
+
+
+def sweep_args(data_dir, model_dir, storage, *extra):
+    return ["--data-dir", str(data_dir), "--models", str(model_dir), "--budget", "smoke",
+            "--storage", str(storage), "--name", "exp", "--no-dashboard", *extra]
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--lr=-1e-4"], "argument --lr: '-1e-4' must be > 0"),
+    (["--search", "bayes"], "argument --search: invalid choice: 'bayes'"),
+    (["--num-samples", "zero"], "argument --num-samples: 'zero' is not a number"),
+    (["--budget", "huge"], "argument --budget: invalid choice: 'huge'"),
+])
+def test_bad_flags(tmp_path, goemotions_dir, tiny_bert, extra, expected):
+    result = run_sweep("goemotions_raw.py", *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out", *extra))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"sweeps/goemotions_raw.py: error: {expected}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_model_alias(tmp_path, goemotions_dir):
+    result = run_sweep("goemotions_raw.py", "--data-dir", str(goemotions_dir), "--models", "gpt5",
+                       "--storage", str(tmp_path / "out"), "--budget", "smoke")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --models gpt5: unknown model alias (known: distilbert, albert, mobilebert, minilm, roberta, "
+        "distilroberta, bert, qwen3-0.6b, qwen2.5-7b; or pass a local model directory)"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("filename, line, content, expected", [
+    ("train.tsv", 4, "two\tfields", "train.tsv:4: columns: expected 3 tab-separated fields"),
+    ("dev.tsv", 2, "text\t31\tid", "dev.tsv:2: labels: '31' is not a label id in 0..27"),
+    ("test.tsv", 6, "\t3\tid", "test.tsv:6: text: empty"),
+])
+def test_bad_data_files(tmp_path, tiny_bert, filename, line, content, expected):
+    data_dir = write_goemotions(tmp_path / "data")
+    lines = (data_dir / filename).read_text().splitlines()
+    lines[line - 1] = content
+    (data_dir / filename).write_text("\n".join(lines) + "\n")
+    result = run_sweep("goemotions_raw.py", *sweep_args(data_dir, tiny_bert, tmp_path / "out"))
+    assert result.returncode == 2
+    [message] = result.stderr.strip().splitlines()
+    assert message.startswith(f"error: {data_dir / filename}:") and expected in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_data_dir(tmp_path, tiny_bert):
+    result = run_sweep("goemotions_raw.py", *sweep_args(tmp_path / "nope", tiny_bert, tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope'}: data directory not found (--data-dir)"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, goemotions_dir, tiny_bert):
+    result = run_sweep("goemotions_raw.py", *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out",
+                                                        "--dry-run", "--search", "grid"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "goemotions (28 labels, multi-label)" in out
+    assert "search grid" in out and "4 trials per model" in out  # 2 lr x 2 pos_weight x 1 epochs value
+    assert f"model {tiny_bert.name}:" in out and f"{os.cpu_count()} CPU + 0.0 GPU per trial" in out
+    assert f"results in {tmp_path / 'out' / 'exp'}" in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_experiment_needs_resume(tmp_path, goemotions_dir, tiny_bert):
+    (tmp_path / "out" / "exp").mkdir(parents=True)
+    result = run_sweep("goemotions_raw.py", *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out"))
+    assert result.returncode == 2 and "already exists; pass --resume" in result.stderr

@@ -1,0 +1,77 @@
+"""The GoEmotions sweep end to end: a real local Ray cluster, OptunaSearch (TPE / grid), ASHA, checkpoints,
+W&B offline runs, TensorBoard files and the best-per-model analysis, on a tiny BERT."""
+import json
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_sweep
+
+pytestmark = pytest.mark.slow
+
+
+def trial_dirs(sweep_dir: Path, model: str) -> list[Path]:
+    return sorted(p for p in (sweep_dir / model).iterdir() if (p / "params.json").is_file())
+
+
+def test_tpe_sweep_with_asha_wandb_and_analysis(tmp_path, goemotions_dir, tiny_bert):
+    result = run_sweep("goemotions_raw.py", "--data-dir", str(goemotions_dir), "--models", str(tiny_bert),
+                       "--budget", "smoke", "--num-samples", "3", "--epochs", "2", "--train-rows", "96",
+                       "--val-rows", "48", "--test-rows", "48", "--storage", str(tmp_path), "--name", "tpe",
+                       "--wandb", "offline", "--no-dashboard", "--seed", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep_dir = tmp_path / "tpe"
+    model = tiny_bert.name
+    assert "| model | params_m | val_macro_f1 | test_macro_f1 |" in result.stdout
+
+    saved = json.loads((sweep_dir / "sweep.json").read_text())
+    assert saved["seed"] == 1 and saved["versions"]["ray"].startswith("2.") and saved["search"] == "tpe"
+
+    trials = trial_dirs(sweep_dir, model)
+    assert len(trials) == 3
+    best_val_per_trial = {}
+    for trial in trials:
+        config = json.loads((trial / "params.json").read_text())
+        assert 2e-5 <= config["lr"] <= 3e-4 and 3e-4 <= config["head_lr"] <= 1e-2
+        assert config["epochs"] == 2 and config["model_source"] == str(tiny_bert)
+        rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+        assert [r["training_iteration"] for r in rows] == list(range(1, len(rows) + 1))
+        for row in rows:
+            assert row["val_macro_f1_per_class"] >= row["val_macro_f1_global"] >= row["val_macro_f1_at_0.5"]
+            assert row["threshold_strategy"] in {"0.5", "global", "per_class"}
+        best_val_per_trial[trial] = max(r["val_macro_f1"] for r in rows)
+        checkpoints = list(trial.glob("checkpoint_*"))
+        assert 1 <= len(checkpoints) <= 2  # num_to_keep=1 keeps the best plus the latest
+        assert list(trial.glob("events.out.tfevents.*")), "TensorBoard files missing"
+
+    rows = json.loads((sweep_dir / "best_trials.json").read_text())
+    [row] = rows
+    assert {"model", "val_macro_f1", "test_macro_f1", "test_micro_f1", "params_m", "config",
+            "trial_dir"} <= set(row)
+    best_trial = max(best_val_per_trial, key=best_val_per_trial.get)
+    assert Path(row["trial_dir"]) == best_trial
+    assert row["val_macro_f1"] == pytest.approx(best_val_per_trial[best_trial])
+    assert 0.0 <= row["test_macro_f1"] <= 1.0 and row["params_m"] > 0
+    assert (sweep_dir / "best_trials.md").read_text().count(model) >= 1
+    assert (sweep_dir / "best_trials.csv").read_text().startswith("model,")
+
+    # The saved predictions are the best epoch's, with thresholds chosen on validation.
+    with np.load(next(best_trial.glob(f"checkpoint_*/predictions.npz"))) as npz:
+        assert npz["val_probs"].shape == (48, 28) and npz["test_probs"].shape == (48, 28)
+        assert npz["per_class_thresholds"].shape == (28,)
+
+    runs = sorted((sweep_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 3, f"expected one W&B run per trial, found {runs}"
+    assert all(list(run.glob("*.wandb")) for run in runs)
+
+
+def test_grid_search_runs_every_point_once(tmp_path, goemotions_dir, tiny_bert):
+    result = run_sweep("goemotions_raw.py", "--data-dir", str(goemotions_dir), "--models", str(tiny_bert),
+                       "--budget", "smoke", "--search", "grid", "--scheduler", "none", "--storage", str(tmp_path),
+                       "--name", "grid", "--no-dashboard")
+    assert result.returncode == 0, result.stderr[-3000:]
+    points = [(json.loads((t / "params.json").read_text())["lr"], json.loads((t / "params.json").read_text())
+               ["pos_weight"]) for t in trial_dirs(tmp_path / "grid", tiny_bert.name)]
+    assert sorted(points) == sorted(product([5e-5, 1.5e-4], ["none", "inverse_frequency"]))
