@@ -6,6 +6,8 @@ line by line so bad input fails with `file:line: field: problem` before any tria
 """
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -46,6 +48,7 @@ class EmotionData:
     train: Split
     validation: Split
     test: Split
+    note: str = ""  # what loading did to the rows (e.g. how many rows a single-label rule kept)
 
     @property
     def num_labels(self) -> int:
@@ -59,7 +62,9 @@ class EmotionData:
 
 
 def _read_lines(path: Path) -> list[str]:
-    """The file's lines without line ends (LF or CRLF); a clear error for a missing file or bad UTF-8."""
+    """The file's lines without line ends (LF or CRLF); a clear error for a missing file or bad UTF-8.
+
+    Splits on newlines only: `str.splitlines` would also break a tweet at U+2028 or a form feed."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     raw = path.read_bytes()
@@ -68,7 +73,10 @@ def _read_lines(path: Path) -> list[str]:
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: text: not valid UTF-8 (byte {raw[error.start]:#04x})") from None
-    return text.splitlines()
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 # --- GoEmotions (release format: text<TAB>label ids<TAB>comment id, no header) ---------------------------
@@ -137,32 +145,254 @@ def load_goemotions_hub() -> EmotionData:
     return EmotionData("goemotions", label_names, multi_label=True, **splits)
 
 
+# --- GoEmotions as a single-label task ---------------------------------------------------------------
+
+GOEMOTIONS_LABEL_RULES = {
+    "single": "keep the rows with exactly one label, drop the rest (every split)",
+    "rarest": "keep every row; a row with several labels takes the one with the fewest train rows",
+}
+
+
+def single_label(data: EmotionData, rule: str) -> EmotionData:
+    """One class id per row by `rule`; `note` says how many rows each split kept.
+
+    "rarest" sends multi-label rows to the smaller classes, which is where macro-F1 needs examples; it is
+    computed from train counts only and applied to every split the same way."""
+    if rule not in GOEMOTIONS_LABEL_RULES:
+        raise DataError(f"--label-rule {rule}: unknown rule (known: {', '.join(GOEMOTIONS_LABEL_RULES)})")
+    train_counts = data.train.labels.sum(axis=0)
+    splits, kept = {}, []
+    for name in ("train", "validation", "test"):
+        split = getattr(data, name)
+        several = split.labels.sum(axis=1) > 1
+        keep = np.flatnonzero(~several) if rule == "single" else np.arange(len(split))
+        # Among a row's labels, the one with the fewest train rows (ties: the lower id).
+        rarity = np.where(split.labels[keep] > 0, train_counts[None, :], np.inf)
+        splits[name] = Split([split.texts[i] for i in keep], rarity.argmin(axis=1).astype(np.int64),
+                             [split.ids[i] for i in keep] if split.ids else [])
+        if not len(keep):
+            raise DataError(f"{name} split: no rows left after --label-rule {rule}")
+        kept.append(f"{name} {len(keep):,} of {len(split):,} ({int(several.sum()):,} with several labels)")
+    note = f"label rule {rule} ({GOEMOTIONS_LABEL_RULES[rule]}): kept " + ", ".join(kept)
+    return replace(data, name="goemotions_single", multi_label=False, note=note, **splits)
+
+
+def load_goemotions_single_local(data_dir: Path, label_rule: str = "single") -> EmotionData:
+    return single_label(load_goemotions_local(data_dir), label_rule)
+
+
+def load_goemotions_single_hub(label_rule: str = "single") -> EmotionData:
+    return single_label(load_goemotions_hub(), label_rule)
+
+
+# --- SemEval-2018 Task 1 E-c (release format: TSV with header, CRLF, quotes are literal text) ----------
+
+SEMEVAL_EC_HUB = ("SemEvalWorkshop/sem_eval_2018_task_1", "subtask5.english")
+SEMEVAL_EC_LABELS = ("anger", "anticipation", "disgust", "fear", "joy", "love", "optimism", "pessimism",
+                     "sadness", "surprise", "trust")
+SEMEVAL_EC_COLUMNS = ("ID", "Tweet", *SEMEVAL_EC_LABELS)
+SEMEVAL_EC_FILES = {"train": "2018-E-c-En-train.txt", "validation": "2018-E-c-En-dev.txt",
+                    "test": "2018-E-c-En-test.txt"}
+
+
+def read_semeval_ec(path: Path, labelled: bool = True) -> Split:
+    """One E-c file. Fields are split on tabs only (quoting off: a tweet may start with a quote character
+    that belongs to the text). Labelled files carry 0/1 in every emotion column; the test file withholds
+    them as NONE (labels None) or, for the released gold file, carries 0/1 too."""
+    path = Path(path)
+    lines = _read_lines(path)
+    if not lines:
+        raise DataError(f"{path}: empty file (expected the header {' '.join(SEMEVAL_EC_COLUMNS)})")
+    header = [column.strip() for column in lines[0].split("\t")]
+    for column in header:
+        if column not in SEMEVAL_EC_COLUMNS:
+            raise DataError(f"{path}:1: header: {column!r} is not an E-c column "
+                            f"(expected {', '.join(SEMEVAL_EC_COLUMNS)})")
+    missing = [column for column in SEMEVAL_EC_COLUMNS if column not in header]
+    if missing:
+        raise DataError(f"{path}:1: header: missing column(s) {', '.join(missing)}")
+    if len(header) != len(set(header)):
+        raise DataError(f"{path}:1: header: a column appears twice")
+    position = {column: i for i, column in enumerate(header)}
+
+    ids, texts, rows, first_seen, withheld = [], [], [], {}, None
+    for number, line in enumerate(lines[1:], 2):
+        fields = line.split("\t")
+        if len(fields) != len(header):
+            raise DataError(f"{path}:{number}: columns: expected {len(header)} tab-separated fields "
+                            f"(ID, Tweet, 11 emotions), found {len(fields)}")
+        tweet_id, text = fields[position["ID"]].strip(), fields[position["Tweet"]]
+        if not tweet_id:
+            raise DataError(f"{path}:{number}: ID: empty")
+        if tweet_id in first_seen:
+            raise DataError(f"{path}:{number}: ID: duplicate {tweet_id!r} (first on line {first_seen[tweet_id]})")
+        first_seen[tweet_id] = number
+        if not text.strip():
+            raise DataError(f"{path}:{number}: Tweet: empty")
+        values = [fields[position[name]].strip() for name in SEMEVAL_EC_LABELS]
+        for name, value in zip(SEMEVAL_EC_LABELS, values):
+            if value == "NONE" and labelled:
+                raise DataError(f"{path}:{number}: {name}: NONE in a labelled file "
+                                f"(only the test file withholds labels)")
+            if value not in ("0", "1", "NONE"):
+                raise DataError(f"{path}:{number}: {name}: {value!r} is not 0 or 1")
+        row_withheld = values.count("NONE") == len(values)
+        if "NONE" in values and not row_withheld:
+            raise DataError(f"{path}:{number}: {SEMEVAL_EC_LABELS[values.index('NONE')]}: a row mixes NONE "
+                            f"with 0/1 labels")
+        if withheld is not None and row_withheld != withheld:
+            raise DataError(f"{path}:{number}: {SEMEVAL_EC_LABELS[0]}: labels are NONE on some rows and "
+                            f"0/1 on others")
+        withheld = row_withheld
+        ids.append(tweet_id)
+        texts.append(text)
+        rows.append([0.0 if row_withheld else float(value) for value in values])
+    if not texts:
+        raise DataError(f"{path}: no rows after the header")
+    labels = None if withheld else np.array(rows, dtype=np.float32)
+    return Split(texts, labels, ids)
+
+
+def load_semeval_ec_local(data_dir: Path) -> EmotionData:
+    splits = {split: read_semeval_ec(data_dir / filename, labelled=split != "test")
+              for split, filename in SEMEVAL_EC_FILES.items()}
+    return EmotionData("semeval_ec", list(SEMEVAL_EC_LABELS), multi_label=True, **splits)
+
+
+def load_semeval_ec_hub() -> EmotionData:
+    import datasets
+
+    loaded = datasets.load_dataset(*SEMEVAL_EC_HUB)
+    splits = {split: Split(list(loaded[split]["Tweet"]),
+                           np.array([loaded[split][name] for name in SEMEVAL_EC_LABELS], dtype=np.float32).T,
+                           list(loaded[split]["ID"]))
+              for split in ("train", "validation", "test")}
+    return EmotionData("semeval_ec", list(SEMEVAL_EC_LABELS), multi_label=True, **splits)
+
+
+# --- dair-ai emotion, `split` config (release format: text;label, no header) -----------------------------
+
+EMOTION6_HUB = ("dair-ai/emotion", "split")
+EMOTION6_LABELS = ("sadness", "joy", "love", "anger", "fear", "surprise")  # the hub's class ids 0..5
+EMOTION6_FILES = {"train": "train.txt", "validation": "val.txt", "test": "test.txt"}
+
+
+def read_emotion6(path: Path) -> Split:
+    path = Path(path)
+    texts, labels = [], []
+    for number, line in enumerate(_read_lines(path), 1):
+        text, separator, label = line.rpartition(";")
+        if not separator:
+            raise DataError(f"{path}:{number}: columns: expected text;label, found no ';'")
+        label = label.strip()
+        if label not in EMOTION6_LABELS:
+            raise DataError(f"{path}:{number}: label: {label!r} is not one of {', '.join(EMOTION6_LABELS)}")
+        if not text.strip():
+            raise DataError(f"{path}:{number}: text: empty")
+        texts.append(text)
+        labels.append(EMOTION6_LABELS.index(label))
+    if not texts:
+        raise DataError(f"{path}: no rows")
+    return Split(texts, np.array(labels, dtype=np.int64))
+
+
+def load_emotion6_local(data_dir: Path) -> EmotionData:
+    splits = {split: read_emotion6(data_dir / filename) for split, filename in EMOTION6_FILES.items()}
+    return EmotionData("emotion6", list(EMOTION6_LABELS), multi_label=False, **splits)
+
+
+def load_emotion6_hub() -> EmotionData:
+    import datasets
+
+    loaded = datasets.load_dataset(*EMOTION6_HUB)
+    names = loaded["train"].features["label"].names
+    if tuple(names) != EMOTION6_LABELS:
+        raise DataError(f"{'/'.join(EMOTION6_HUB)}: label names {names} differ from {list(EMOTION6_LABELS)}")
+    splits = {split: Split(list(loaded[split]["text"]), np.array(loaded[split]["label"], dtype=np.int64))
+              for split in ("train", "validation", "test")}
+    return EmotionData("emotion6", list(EMOTION6_LABELS), multi_label=False, **splits)
+
+
+# --- Tweet normalisation (a searchable trial setting: config["preprocess"]) ------------------------------
+
+URL = re.compile(r"https?://\S+|www\.\S+")
+MENTION = re.compile(r"@\w+")
+HASHTAG = re.compile(r"#(\w+)")
+CAMEL_CASE = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+
+def normalise_tweet(text: str) -> str:
+    """Links → `http` and @mentions → `@user` (the TweetEval / twitter-roberta convention), a hashtag → its
+    words (#LoveWins → Love Wins), emoji → their names (😂 → face with tears of joy, so word-piece vocabularies
+    that map emoji to [UNK] still see them), HTML entities unescaped, whitespace collapsed."""
+    import emoji
+
+    text = html.unescape(text)
+    text = URL.sub("http", text)
+    text = MENTION.sub("@user", text)
+    text = HASHTAG.sub(lambda match: CAMEL_CASE.sub(" ", match.group(1)), text)
+    text = emoji.replace_emoji(text, replace=lambda _, info: f" {info['en'].strip(':').replace('_', ' ')} ")
+    return " ".join(text.split())
+
+
+PREPROCESSORS: dict[str, Callable[[str], str]] = {"tweet": normalise_tweet}
+PREPROCESS_CHOICES = ("none", *PREPROCESSORS)
+
+
+def preprocess(texts: list[str], mode: str) -> list[str]:
+    if mode == "none":
+        return texts
+    return [PREPROCESSORS[mode](text) for text in texts]
+
+
 # --- Registry ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataOption:
+    """A loader option the sweep exposes as `--<name>` (first choice is the default)."""
+    choices: tuple[str, ...]
+    help: str
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
+    label_names: tuple[str, ...]
     multi_label: bool
     hub_id: str
-    local_files: tuple[str, ...]
-    load_local: Callable[[Path], EmotionData]
-    load_hub: Callable[[], EmotionData]
+    local_files: tuple[str, ...]  # what --data-dir must hold
+    load_local: Callable[..., EmotionData]  # (data_dir, **options)
+    load_hub: Callable[..., EmotionData]  # (**options)
+    options: dict[str, DataOption] = field(default_factory=dict)
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    "goemotions": DatasetSpec("goemotions", True, "/".join(GOEMOTIONS_HUB),
-                              ("train.tsv", "dev.tsv", "test.tsv", "labels.txt"),
-                              load_goemotions_local, load_goemotions_hub),
-}
+GOEMOTIONS_FILES = ("train.tsv", "dev.tsv", "test.tsv", "labels.txt")
+GOEMOTIONS_LABELS = ("admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion",
+                     "curiosity", "desire", "disappointment", "disapproval", "disgust", "embarrassment",
+                     "excitement", "fear", "gratitude", "grief", "joy", "love", "nervousness", "optimism",
+                     "pride", "realization", "relief", "remorse", "sadness", "surprise", "neutral")
+
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
+    DatasetSpec("goemotions", GOEMOTIONS_LABELS, True, "/".join(GOEMOTIONS_HUB), GOEMOTIONS_FILES,
+                load_goemotions_local, load_goemotions_hub),
+    DatasetSpec("goemotions_single", GOEMOTIONS_LABELS, False, "/".join(GOEMOTIONS_HUB), GOEMOTIONS_FILES,
+                load_goemotions_single_local, load_goemotions_single_hub,
+                {"label_rule": DataOption(tuple(GOEMOTIONS_LABEL_RULES), "; ".join(
+                    f"{rule}: {meaning}" for rule, meaning in GOEMOTIONS_LABEL_RULES.items()))}),
+    DatasetSpec("semeval_ec", SEMEVAL_EC_LABELS, True, "/".join(SEMEVAL_EC_HUB),
+                tuple(SEMEVAL_EC_FILES.values()), load_semeval_ec_local, load_semeval_ec_hub),
+    DatasetSpec("emotion6", EMOTION6_LABELS, False, "/".join(EMOTION6_HUB), tuple(EMOTION6_FILES.values()),
+                load_emotion6_local, load_emotion6_hub),
+)}
 
 
-def load_dataset(name: str, data_dir: str | Path | None) -> EmotionData:
+def load_dataset(name: str, data_dir: str | Path | None, **options: str) -> EmotionData:
     """Load a registered dataset from `data_dir` (release format) or, without one, from the hub."""
     spec = DATASETS[name]
     if data_dir is None:
-        return spec.load_hub()
+        return spec.load_hub(**options)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data directory not found (--data-dir)")
-    return spec.load_local(data_dir)
+    return spec.load_local(data_dir, **options)

@@ -22,7 +22,7 @@ import torch
 from ray import tune
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
-from trainables.data import EmotionData
+from trainables.data import EmotionData, preprocess
 from trainables.metrics import choose_thresholds, multilabel_report, singlelabel_report
 
 DEFAULTS = {
@@ -38,6 +38,7 @@ DEFAULTS = {
     "pos_weight": "none",  # none | inverse_frequency
     "pos_weight_clip": 30.0,
     "thresholds": "exact",  # exact | optuna
+    "preprocess": "none",  # none | tweet (trainables.data.PREPROCESSORS), applied to texts before tokenizing
     "seed": 0,
 }
 POS_WEIGHT_MODES = ("none", "inverse_frequency")
@@ -86,8 +87,9 @@ def train_encoder(config: dict, data: EmotionData) -> None:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def encode(texts: list[str]) -> tuple[list[list[int]], np.ndarray]:
-        ids = tokenizer(texts, truncation=True, max_length=int(config["max_length"]),
-                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        ids = tokenizer(preprocess(texts, config["preprocess"]), truncation=True,
+                        max_length=int(config["max_length"]), return_attention_mask=False,
+                        return_token_type_ids=False)["input_ids"]
         return ids, np.array([len(row) for row in ids])
 
     train_ids, train_lengths = encode(data.train.texts)

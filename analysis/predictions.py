@@ -1,0 +1,86 @@
+"""SemEval-2018 E-c leaderboard files: one per model's best trial, in the layout of the task's test file.
+
+    python -m analysis.predictions results/<experiment>
+
+The task scored a file shaped like 2018-E-c-En-test.txt with the NONE cells filled: header
+`ID  Tweet  anger … trust`, tab-separated, one row per test tweet in input order, 0/1 per emotion. The 0/1
+come from the best trial's saved test probabilities at the per-class thresholds it chose on the dev split.
+The tweets themselves are not in the experiment dir, so the test split is read again from the sweep's data
+source and subsampled exactly as the sweep did (sweep.json holds the dataset, options, budget and seed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from trainables.data import DATASETS, SEMEVAL_EC_COLUMNS, DataError, Split, load_dataset
+
+PREDICTION_DATASETS = ("semeval_ec",)
+
+
+def write_ec_file(path: Path, test: Split, predictions: np.ndarray) -> Path:
+    """The task's layout, with the release's CRLF line ends; tweets are written back verbatim."""
+    if len(test.ids) != len(predictions):
+        raise ValueError(f"{path}: {len(predictions)} predictions for {len(test.ids)} test tweets")
+    lines = ["\t".join(SEMEVAL_EC_COLUMNS)]
+    lines += ["\t".join([tweet_id, text, *(str(int(v)) for v in row)])
+              for tweet_id, text, row in zip(test.ids, test.texts, predictions)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))
+    return path
+
+
+def sweep_test_split(sweep: dict) -> Split:
+    """The test rows the sweep's trials predicted, in their order."""
+    from sweeps.common import BUDGETS
+
+    args = sweep["args"]
+    options = {key: args[key] for key in DATASETS[sweep["dataset"]].options}
+    data = load_dataset(sweep["dataset"], sweep["data_source"] if args.get("data_dir") else None, **options)
+    test_rows = args.get("test_rows") or BUDGETS[sweep["budget"]].test_rows
+    return data.subsample(None, None, test_rows, sweep["seed"]).test
+
+
+def write_prediction_files(sweep_dir: Path, rows: list[dict]) -> list[Path]:
+    """`<sweep_dir>/predictions/<model>.txt` for each best-trial row, for datasets with a leaderboard format."""
+    sweep_file = Path(sweep_dir) / "sweep.json"
+    if not sweep_file.is_file():
+        return []
+    sweep = json.loads(sweep_file.read_text())
+    if sweep["dataset"] not in PREDICTION_DATASETS:
+        return []
+    test = sweep_test_split(sweep)
+    written = []
+    for row in rows:
+        with np.load(Path(row["trial_dir"]) / row["checkpoint"] / "predictions.npz") as arrays:
+            predictions = arrays["test_probs"] >= arrays["per_class_thresholds"]
+        written.append(write_ec_file(Path(sweep_dir) / "predictions" / f"{row['model']}.txt", test, predictions))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    from analysis.best_trials import ExperimentError, best_per_model, read_trials
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("experiment_dir", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        rows, _ = best_per_model(read_trials(args.experiment_dir))
+        written = write_prediction_files(args.experiment_dir, rows)
+    except (ExperimentError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not written:
+        print(f"error: {args.experiment_dir}: no sweep.json of a dataset with a prediction format "
+              f"({', '.join(PREDICTION_DATASETS)})", file=sys.stderr)
+        return 2
+    print("\n".join(str(path) for path in written))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""SemEval-2018 Task 1 E-c: 11 emotions in tweets, multi-label (a tweet may have none): sigmoid + BCE.
+
+    python sweeps/semeval_ec.py --data-dir ../shared/data/semeval2018_ec                  # CPU: minilm
+    python sweeps/semeval_ec.py --models roberta distilbert distilroberta --preprocess tweet
+
+Validation is the official dev split; thresholds are tuned on it. Reported: Jaccard accuracy (the task's
+official score), micro-F1 and macro-F1 (selection). The test file's labels are withheld, so instead of test
+scores the analysis writes `<experiment>/predictions/<model>.txt` in the leaderboard layout for each
+model's best trial. `preprocess` (tweet normalisation: @user, http, hashtag words, emoji names) and
+inverse-frequency `pos_weight` (surprise and trust are ~5% of tweets, anger and joy ~35%) are searched;
+`--preprocess` fixes the first.
+"""
+from optuna.distributions import CategoricalDistribution as Choice
+from optuna.distributions import FloatDistribution as Float
+from optuna.distributions import IntDistribution as Int
+
+from sweeps.common import Budget, Experiment, main
+from trainables.data import PREPROCESS_CHOICES
+
+
+def search_space(budget: Budget) -> dict:
+    return {
+        "lr": Float(2e-5, 3e-4, log=True),
+        "head_lr": Float(3e-4, 1e-2, log=True),
+        "batch_size": Choice([16, 32]),
+        "weight_decay": Float(0.0, 0.1),
+        "warmup_ratio": Float(0.0, 0.2),
+        "epochs": Int(1, budget.max_epochs),
+        "pos_weight": Choice(["none", "inverse_frequency"]),
+        "preprocess": Choice(list(PREPROCESS_CHOICES)),
+    }
+
+
+def grid(budget: Budget) -> dict:
+    return {"lr": [5e-5, 1.5e-4], "pos_weight": ["none", "inverse_frequency"],
+            "preprocess": list(PREPROCESS_CHOICES), "epochs": [budget.max_epochs]}
+
+
+EXPERIMENT = Experiment(
+    name="semeval_ec",
+    dataset="semeval_ec",
+    models=("roberta", "distilbert", "distilroberta"),
+    search_space=search_space,
+    grid=grid,
+    fixable={"preprocess": PREPROCESS_CHOICES},
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(EXPERIMENT))
