@@ -1,0 +1,122 @@
+"""Faults with real processes: a trial's Ray worker SIGKILLed mid-training, the driver SIGKILLed mid-sweep and
+resumed, a NaN trial, and the W&B key kept out of everything the sweep writes.
+
+Each sweep runs as a subprocess, as a user would run it, on its own local Ray cluster under a private temp dir.
+Trials are counted by the `training_iteration` lines Tune appends to each trial's result.json (and the `pid` it
+stamps on them): a trial continued from its checkpoint goes 1, 2, 3 with no repeats; one that started over
+would repeat 1.
+"""
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from bench.faults import (finish, kill_driver_after_first_trial, kill_worker_after_first_epoch, results,
+                          start_sweep, sweep_env, trial_dirs)
+from tests.conftest import REPO, write_goemotions
+
+pytestmark = pytest.mark.slow
+TRAIN_ROWS = 600  # enough that an epoch of the tiny BERT lasts a few seconds: time to kill mid-training
+
+
+@pytest.fixture(scope="module")
+def slow_epochs_data(tmp_path_factory):
+    return write_goemotions(tmp_path_factory.mktemp("goemotions-slow"), sizes=(TRAIN_ROWS, 48, 48))
+
+
+def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, tiny_bert, slow_epochs_data):
+    proc = start_sweep(REPO / "sweeps" / "goemotions_raw.py", "--data-dir", slow_epochs_data, "--models", tiny_bert,
+                       "--budget", "smoke", "--epochs", 3, "--train-rows", TRAIN_ROWS, "--num-samples", 2,
+                       "--cpus-per-trial", 1, "--search", "random", "--scheduler", "none", "--storage", tmp_path,
+                       "--name", "kill", "--no-dashboard")
+    sweep_dir = tmp_path / "kill"
+    worker_pid = kill_worker_after_first_epoch(sweep_dir, proc)  # the Ray worker running the training loop
+    output = finish(proc)
+    assert proc.returncode == 0, output[-3000:]
+
+    trials = trial_dirs(sweep_dir)
+    assert len(trials) == 2, output[-3000:]
+    for trial in trials:
+        rows = results(trial)
+        assert [r["training_iteration"] for r in rows] == [1, 2, 3], (trial.name, rows)
+        assert [r["epoch"] for r in rows] == [1, 2, 3], trial.name
+    victim = next(trial for trial in trials if results(trial)[0]["pid"] == worker_pid)
+    assert worker_pid not in {row["pid"] for row in results(victim)[1:]}, "the killed trial was not retried"
+    assert len(json.loads((sweep_dir / "best_trials.json").read_text())) == 1
+
+
+def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tiny_bert, slow_epochs_data):
+    args = ["--data-dir", slow_epochs_data, "--models", tiny_bert, "--budget", "smoke", "--epochs", 2,
+            "--train-rows", TRAIN_ROWS, "--num-samples", 3, "--cpus-per-trial", 1, "--search", "random",
+            "--scheduler", "none", "--storage", tmp_path, "--name", "resume", "--no-dashboard"]
+    script = REPO / "sweeps" / "goemotions_raw.py"
+    proc = start_sweep(script, *args)
+    sweep_dir = tmp_path / "resume"
+
+    finished = kill_driver_after_first_trial(sweep_dir, proc, epochs=2)
+    finish(proc, timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    before = results(finished)
+    assert len(trial_dirs(sweep_dir)) < 3 or not all(len(results(d)) == 2 for d in trial_dirs(sweep_dir)), \
+        "the driver was killed too late: the sweep had already finished"
+
+    resumed = start_sweep(script, "--resume", "--name", "resume", "--storage", tmp_path, "--no-dashboard")
+    output = finish(resumed)
+    assert resumed.returncode == 0, output[-3000:]
+
+    trials = trial_dirs(sweep_dir)
+    assert len(trials) == 3, output[-3000:]
+    for trial in trials:
+        assert [r["training_iteration"] for r in results(trial)] == [1, 2], trial.name
+    assert results(finished) == before, "a finished trial was run again"
+    assert len(json.loads((sweep_dir / "best_trials.json").read_text())) == 1
+
+
+NAN_SWEEP = '''
+"""One sane learning rate and one absurd one (1e30): the second overflows the weights within a step."""
+from sweeps.common import Experiment, main
+
+EXPERIMENT = Experiment(name="nan_lr", dataset="goemotions", models=("minilm",), search_space=lambda budget: {},
+                        grid=lambda budget: {"lr": [1e-3, 1e30]})
+if __name__ == "__main__":
+    raise SystemExit(main(EXPERIMENT))
+'''
+
+
+def test_nan_trial_ends_errored_with_its_reason_and_the_sweep_goes_on(tmp_path, tiny_bert, goemotions_dir):
+    script = tmp_path / "nan_lr.py"
+    script.write_text(NAN_SWEEP)
+    proc = start_sweep(script, "--data-dir", goemotions_dir, "--models", tiny_bert, "--budget", "smoke",
+                       "--search", "grid", "--max-failures", 1, "--storage", tmp_path, "--name", "nan",
+                       "--no-dashboard", env=sweep_env(PYTHONPATH=str(REPO)))
+    output = finish(proc)
+    assert proc.returncode == 0, output[-3000:]
+
+    sweep_dir = tmp_path / "nan"
+    by_lr = {json.loads((d / "params.json").read_text())["lr"]: d for d in trial_dirs(sweep_dir)}
+    assert sorted(by_lr) == [1e-3, 1e30]
+    assert not (by_lr[1e-3] / "error.txt").exists() and results(by_lr[1e-3])[-1]["epoch"] == 1
+    assert "FloatingPointError: epoch 1: training loss is nan" in (by_lr[1e30] / "error.txt").read_text()
+    assert results(by_lr[1e30]) == []
+
+    report = (sweep_dir / "best_trials.md").read_text()
+    table, skipped = report.split("Skipped")
+    assert by_lr[1e-3].name in table and by_lr[1e30].name not in table
+    assert f"{by_lr[1e30].name}: FloatingPointError: epoch 1: training loss is nan" in skipped
+
+
+def test_wandb_key_is_never_written(tmp_path, tiny_bert, goemotions_dir):
+    key = "fake0wandb0key0" + "7" * 25  # 40 characters, like a real key
+    proc = start_sweep(REPO / "sweeps" / "goemotions_raw.py", "--data-dir", goemotions_dir, "--models", tiny_bert,
+                       "--budget", "smoke", "--num-samples", 1, "--wandb", "offline", "--storage", tmp_path,
+                       "--name", "wandb", "--no-dashboard", env=sweep_env(WANDB_API_KEY=key))
+    output = finish(proc)
+    assert proc.returncode == 0, output[-3000:]
+
+    sweep_dir = tmp_path / "wandb"
+    assert list(sweep_dir.rglob("run-*.wandb")), "W&B wrote no offline run: the check below would be vacuous"
+    leaks = [str(p) for p in sweep_dir.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+    assert leaks == []
+    assert key not in output
