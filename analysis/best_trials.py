@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import f1_score, jaccard_score
 
-from trainables.metrics import multilabel_report, singlelabel_report
+from trainables.data import DataError
+from trainables.metrics import macro_f1, multilabel_report, singlelabel_report
 
 INTERNAL_KEYS = {"model", "model_source", "seed", "thresholds"}
 
@@ -82,7 +84,8 @@ def evaluate(arrays: dict) -> dict:
         thresholds = (float(arrays["global_threshold"]), arrays["per_class_thresholds"])
         val = multilabel_report(arrays["val_probs"], arrays["val_labels"], *thresholds)
         row = {"val_macro_f1": val["macro_f1_per_class"], "val_macro_f1_global": val["macro_f1_global"],
-               "val_macro_f1_at_0.5": val["macro_f1_at_0.5"]}
+               "val_macro_f1_at_0.5": val["macro_f1_at_0.5"], "val_micro_f1": val["micro_f1_per_class"],
+               "val_jaccard": val["jaccard_per_class"]}
         if "test_labels" in arrays:
             test = multilabel_report(arrays["test_probs"], arrays["test_labels"], *thresholds)
             row.update({"test_macro_f1": test["macro_f1_per_class"], "test_micro_f1": test["micro_f1_per_class"],
@@ -91,11 +94,26 @@ def evaluate(arrays: dict) -> dict:
                         "test_jaccard": test["jaccard_per_class"]})
         return row
     val = singlelabel_report(arrays["val_probs"], arrays["val_labels"])
-    row = {"val_macro_f1": val["macro_f1"], "val_accuracy": val["accuracy"]}
+    row = {"val_macro_f1": val["macro_f1"], "val_accuracy": val["accuracy"], "val_weighted_f1": val["weighted_f1"]}
     if "test_labels" in arrays:
         test = singlelabel_report(arrays["test_probs"], arrays["test_labels"])
         row.update({"test_macro_f1": test["macro_f1"], "test_micro_f1": test["accuracy"],
                     "test_accuracy": test["accuracy"], "test_weighted_f1": test["weighted_f1"]})
+    return row
+
+
+def generation_columns(arrays: dict) -> dict:
+    """Decoders that generate label names: their parsed answers scored beside the likelihood thresholds."""
+    if "val_generated" not in arrays:
+        return {}
+    row = {"val_macro_f1_generation": macro_f1(arrays["val_labels"], arrays["val_generated"]),
+           "val_jaccard_generation": float(jaccard_score(arrays["val_labels"], arrays["val_generated"],
+                                                         average="samples", zero_division=1)),
+           "parse_failure_rate": float(arrays["parse_failure_rate"])}
+    if "test_labels" in arrays and "test_generated" in arrays:
+        row.update(test_macro_f1_generation=macro_f1(arrays["test_labels"], arrays["test_generated"]),
+                   test_jaccard_generation=float(jaccard_score(arrays["test_labels"], arrays["test_generated"],
+                                                               average="samples", zero_division=1)))
     return row
 
 
@@ -109,6 +127,7 @@ def trial_row(trial: Trial) -> dict | None:
         "model": trial.model,
         "params_m": round(float(trial.last.get("params_m", float("nan"))), 3),
         **evaluate(arrays),
+        **generation_columns(arrays),
         "best_epoch": int(arrays["epoch"]),
         "epochs_run": int(trial.last.get("training_iteration", 0)),
         "wall_s": round(float(trial.last.get("time_total_s", 0.0)), 1),
@@ -134,13 +153,18 @@ def best_per_model(trials: list[Trial]) -> tuple[list[dict], list[Trial]]:
 
 def fmt(value) -> str:
     if isinstance(value, float):
+        if 0 < abs(value) < 1e-3:  # learning rates
+            return f"{value:.2e}"
         return f"{value:.4f}" if abs(value) < 1 else f"{value:.1f}"
     return str(value)
 
 
 def markdown_table(rows: list[dict], skipped: list[Trial]) -> str:
-    columns = [c for c in ("model", "params_m", "val_macro_f1", "test_macro_f1", "test_micro_f1",
-                           "test_macro_f1_global", "test_micro_f1_global", "test_jaccard", "test_accuracy",
+    columns = [c for c in ("model", "params_m", "val_macro_f1", "val_micro_f1", "val_jaccard", "val_accuracy",
+                           "test_macro_f1", "test_micro_f1", "test_macro_f1_global", "test_micro_f1_global",
+                           "test_jaccard", "test_accuracy", "test_weighted_f1",
+                           "val_macro_f1_generation", "val_jaccard_generation", "test_macro_f1_generation",
+                           "test_jaccard_generation", "parse_failure_rate",
                            "best_epoch", "epochs_run", "wall_s") if any(c in row for row in rows)]
     lines = ["| " + " | ".join(columns) + " | config | trial |", "|" + "---|" * (len(columns) + 2)]
     for row in rows:
@@ -154,13 +178,61 @@ def markdown_table(rows: list[dict], skipped: list[Trial]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def per_class_f1(row: dict) -> list[dict]:
+    """F1 and support of every class for one best trial: per-class thresholds (multi-label) or argmax."""
+    checkpoint = Path(row["trial_dir"]) / row["checkpoint"]
+    with np.load(checkpoint / "predictions.npz") as npz:
+        arrays = dict(npz)
+    model_config = checkpoint / "model" / "config.json"
+    id2label = json.loads(model_config.read_text()).get("id2label", {}) if model_config.is_file() else {}
+    num_labels = arrays["val_probs"].shape[1]
+    classes = list(range(num_labels))
+    table = [{"model": row["model"], "label": id2label.get(str(c), str(c))} for c in classes]
+    for split in ("val", "test"):
+        if f"{split}_labels" not in arrays:
+            continue
+        probs, labels = arrays[f"{split}_probs"], arrays[f"{split}_labels"]
+        if "per_class_thresholds" in arrays:
+            predictions, support = probs >= arrays["per_class_thresholds"], labels.sum(axis=0)
+        else:
+            predictions, support = probs.argmax(axis=1), np.bincount(labels, minlength=num_labels)
+        scores = f1_score(labels, predictions, labels=None if labels.ndim == 2 else classes, average=None,
+                          zero_division=0)
+        for entry, score, count in zip(table, scores, support):
+            entry.update({f"{split}_f1": float(score), f"{split}_support": int(count)})
+    return table
+
+
+def per_class_markdown(model: str, table: list[dict]) -> str:
+    columns = [c for c in ("label", "val_f1", "val_support", "test_f1", "test_support") if c in table[0]]
+    lines = [f"### Per-class F1: {model}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(entry[c]) for c in columns) + " |" for entry in table]
+    return "\n".join(lines) + "\n"
+
+
 def write_best_trials(path: Path) -> str:
-    """Write best_trials.{md,csv,json} into the experiment dir and return the markdown table."""
+    """Write best_trials.{md,csv,json}, per_class_f1.csv and (for E-c) the leaderboard prediction files into
+    the experiment dir; return the markdown."""
+    from analysis.predictions import write_prediction_files
+
     path = Path(path)
     rows, skipped = best_per_model(read_trials(path))
     if not rows:
         raise ExperimentError(f"{path}: no trial finished an epoch with saved predictions")
+    per_class = {row["model"]: per_class_f1(row) for row in rows}
+    with open(path / "per_class_f1.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(next(iter(per_class.values()))[0]))
+        writer.writeheader()
+        writer.writerows(entry for table in per_class.values() for entry in table)
     table = markdown_table(rows, skipped)
+    table += "".join("\n" + per_class_markdown(model, entries) for model, entries in per_class.items())
+    try:
+        written = write_prediction_files(path, rows)
+    except DataError as error:
+        table += f"\nPrediction files not written: {error}\n"
+    else:
+        table += "".join(f"\nPrediction file ({p.stem}, {len(p.read_text().splitlines()) - 1} test rows): {p}"
+                         for p in written) + ("\n" if written else "")
     (path / "best_trials.md").write_text(f"# Best trial per model (chosen by validation macro-F1)\n\n{table}")
     (path / "best_trials.json").write_text(json.dumps(rows, indent=2))
     fields = sorted({key for row in rows for key in row}, key=lambda k: list(rows[0]).index(k)
