@@ -67,9 +67,14 @@ def test_dashboard_bound_to_localhost_and_no_ports_opened(config):
     assert not re.search(r"0\.0\.0\.0", yaml.safe_dump(config))
 
 
+def test_every_ray_process_requires_the_cluster_token(config):
+    assert "-e RAY_AUTH_MODE=token" in config["docker"]["run_options"]
+    assert config["file_mounts"]["/home/ray/.ray/auth_token"] == "~/.ray/auth_token"
+
+
 def test_results_storage_is_shared_by_every_node(config):
     mount = "/mnt/results"
     assert any(f"-v {mount}:{mount}" == option for option in config["docker"]["run_options"])
     assert any(f" {mount}" in command and "mount -t nfs4" in command for command in config["initialization_commands"])
     readme = (REPO / "cluster" / "README.md").read_text()
-    assert f"--storage {mount}" in readme
+    assert f"--address auto --budget full --storage {mount}" in readme  # joins the cluster, writes to EFS
