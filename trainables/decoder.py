@@ -18,6 +18,7 @@ but hold only the adapters (and the head), never the base weights: `adapter/`, `
 from __future__ import annotations
 
 import math
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -237,8 +238,7 @@ def train_decoder(config: dict, data: EmotionData) -> None:
         r=int(config["lora_r"]), lora_alpha=int(config["lora_alpha"]), lora_dropout=float(config["lora_dropout"]),
         target_modules=TARGET_MODULES[config["target_modules"]],
         task_type="CAUSAL_LM" if mode == "generation" else "SEQ_CLS"))  # SEQ_CLS trains `score` in full
-    params_m = sum(p.numel() for p in model.parameters()) / 1e6
-    trainable_m = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
+    trainable_m, params_m = (count / 1e6 for count in model.get_nb_trainable_parameters())  # 4-bit counted unpacked
 
     checkpoint = tune.get_checkpoint()
     resume_dir = Path(checkpoint.to_directory()) if checkpoint else None
@@ -341,7 +341,10 @@ def train_decoder(config: dict, data: EmotionData) -> None:
                       "per_class": report["macro_f1_per_class"]}
         metrics = {"epoch": epoch + 1, "train_loss": train_loss / seen, "train_examples_per_s": seen / train_seconds,
                    "train_s_per_step": train_seconds / len(batches), "params_m": params_m,
-                   "trainable_params_m": trainable_m, **{f"val_{key}": value for key, value in report.items()},
+                   "trainable_params_m": trainable_m,
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this trial's process
+                   "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0,
+                   **{f"val_{key}": value for key, value in report.items()},
                    "threshold_strategy": max(strategies, key=strategies.get),
                    "val_macro_f1": max(strategies.values()), "global_threshold": global_t}
         arrays = {"val_probs": val["probs"], "val_labels": y_val, "global_threshold": np.float32(global_t),
