@@ -44,6 +44,7 @@ EXPERIMENT = Experiment(
     search_space=search_space,
     grid=grid,
     trainable="decoder",
+    fixed={"mode": "generation"},  # local model directories; the aliases below get their own mode
     fixable={"mode": MODES, "template": tuple(TEMPLATES)},
     per_model={"qwen3-0.6b": {"mode": "generation"}, "qwen2.5-7b": {"mode": "head"}},
     param_applies=param_applies,

@@ -243,3 +243,20 @@ def test_bad_decoder_input_fails_before_ray_with_one_line(tmp_path, goemotions_d
     result = run_sweep("qlora_goemotions.py", *argv[:2], "--models", str(no_pad), *argv[4:])
     assert result.returncode == 2 and "neither a pad nor an end-of-sequence token" in result.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_plan_gives_each_alias_its_own_mode_and_search_space(tmp_path, goemotions_dir, tiny_qwen):
+    """Directories named like the aliases get the sweep file's per-model modes: generation searches prompt
+    templates, the head searches its own learning rate and pos_weight instead."""
+    for alias in ("qwen3-0.6b", "qwen2.5-7b"):
+        (tmp_path / alias).symlink_to(tiny_qwen)
+    result = run_sweep("qlora_goemotions.py", "--data-dir", str(goemotions_dir), "--models",
+                       str(tmp_path / "qwen3-0.6b"), str(tmp_path / "qwen2.5-7b"), "--budget", "smoke",
+                       "--storage", str(tmp_path / "results"), "--dry-run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    generation = lines[next(i for i, line in enumerate(lines) if "model qwen3-0.6b" in line) + 1]
+    head = lines[next(i for i, line in enumerate(lines) if "model qwen2.5-7b" in line) + 1]
+    assert "fixed {'mode': 'generation'}" in generation and "template" in generation and "head_lr" not in generation
+    assert "fixed {'mode': 'head'}" in head and "head_lr" in head and "template" not in head
+    assert not (tmp_path / "results").exists()
