@@ -13,7 +13,7 @@ import pytest
 
 from analysis.predictions import write_ec_file
 from tests.conftest import REPO, write_goemotions
-from trainables.data import (DATASETS, EMOTION6_LABELS, SEMEVAL_EC_COLUMNS, SEMEVAL_EC_LABELS, DataError, Split,
+from trainables.data import (DATASETS, EMOTION6_LABELS, SEMEVAL_EC_COLUMNS, SEMEVAL_EC_LABELS, DataError,
                              load_dataset, normalise_tweet, read_semeval_ec)
 
 # Tweets with the quirks of the release: quotes that open or close a field, curly quotes, emoji, mentions,
