@@ -1,0 +1,379 @@
+"""The cross-experiment report: tables, figures, per-class errors and bootstrap intervals for every best trial.
+
+    python -m analysis.report results/<experiment> [results/<experiment> ...] [--out results/report]
+
+Reads finished experiment dirs only (best trial per model by validation, analysis.best_trials; FP32 vs INT8
+from each dir's quantization.json when analysis.quantize has run). Writes report.md and PNG figures:
+Table 1 macro-F1 by model x label scheme, Table 2 efficiency, Table 3 FP32 vs INT8, per-class error analysis,
+bootstrap 95% intervals of test macro-F1 and which models' intervals overlap (close models swap rank between
+splits, so an overlap means the ranking is not settled). Every number links to its trial directory.
+Dirs that cannot be read are listed under "Skipped" with one line each; the rest is still reported. Sweeps
+that ran with W&B also get the tables logged as a "report" run in their group.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.stats import bootstrap  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, f1_score, precision_recall_fscore_support  # noqa: E402
+
+from analysis.best_trials import ExperimentError, best_per_model, fmt, read_trials  # noqa: E402
+from trainables.data import DATASETS  # noqa: E402
+
+WORST_CLASSES = 5
+
+
+@dataclass
+class Experiment:
+    """One readable experiment dir: its label scheme, best rows per model and (maybe) INT8 rows."""
+    path: Path
+    scheme: str  # sweep name and label type, e.g. "goemotions_raw (multi-label)"
+    sweep: dict
+    rows: list[dict]
+    quantized: dict[str, dict] = field(default_factory=dict)  # model -> quantization.json row
+
+
+def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
+    """The experiment, or None with one line per problem appended to `skipped`."""
+    sweep_file = path / "sweep.json"
+    if not path.is_dir() or not sweep_file.is_file():
+        skipped.append(f"{path}: not a finished sweep experiment (no sweep.json)")
+        return None
+    try:
+        rows, failed = best_per_model(read_trials(path))
+    except ExperimentError as error:
+        skipped.append(str(error))
+        return None
+    skipped += [f"{t.directory}: {t.error or 'no predictions.npz with test predictions'}" for t in failed]
+    if not rows:
+        skipped.append(f"{path}: no successful trial (none finished an epoch with saved predictions)")
+        return None
+    sweep = json.loads(sweep_file.read_text())
+    kind = "multi-label" if DATASETS[sweep["dataset"]].multi_label else "single-label"
+    experiment = Experiment(path, f"{sweep['experiment']} ({kind})", sweep, rows)
+    quantization = path / "quantization.json"
+    if quantization.is_file():
+        experiment.quantized = {row["model"]: row for row in json.loads(quantization.read_text())["rows"]}
+    return experiment
+
+
+def test_decisions(row: dict) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+    """(test labels, test predictions at the trial's validation-chosen thresholds, class names)."""
+    checkpoint = Path(row["trial_dir"]) / row["checkpoint"]
+    with np.load(checkpoint / "predictions.npz") as npz:
+        arrays = dict(npz)
+    if "test_labels" not in arrays:
+        return None
+    probs = arrays["test_probs"]
+    predictions = (probs >= arrays["per_class_thresholds"]).astype(int) if "per_class_thresholds" in arrays \
+        else probs.argmax(axis=1)
+    config = checkpoint / "model" / "config.json"
+    id2label = json.loads(config.read_text()).get("id2label", {}) if config.is_file() else {}
+    return arrays["test_labels"], predictions, [id2label.get(str(c), str(c)) for c in range(probs.shape[1])]
+
+
+def bootstrap_ci(labels: np.ndarray, predictions: np.ndarray, resamples: int = 1000, seed: int = 0
+                 ) -> tuple[float, float]:
+    """Percentile 95% interval of test macro-F1 over test rows resampled with replacement."""
+    # Single-label macro-F1 averages the classes seen in labels or predictions (as best_trials computes it);
+    # that set is fixed from the full test split so every resample averages the same classes.
+    classes = None if labels.ndim == 2 else np.union1d(labels, predictions)
+
+    def statistic(rows: np.ndarray) -> float:
+        return f1_score(labels[rows], predictions[rows], labels=classes, average="macro", zero_division=0)
+
+    result = bootstrap((np.arange(len(labels)),), statistic, vectorized=False, n_resamples=resamples,
+                       method="percentile", random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def error_analysis(labels: np.ndarray, predictions: np.ndarray, names: list[str], worst: int = WORST_CLASSES
+                   ) -> list[dict]:
+    """Per-class precision/recall/F1 with FN and FP counts; the `worst` lowest-F1 classes that have test
+    examples are marked FN-heavy (misses dominate: low recall) or FP-heavy (false alarms dominate)."""
+    classes = np.arange(len(names))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predictions, labels=None if labels.ndim == 2 else classes, zero_division=0)
+    if labels.ndim == 2:
+        fn = ((labels == 1) & (predictions == 0)).sum(axis=0)
+        fp = ((labels == 0) & (predictions == 1)).sum(axis=0)
+    else:
+        fn = np.array([((labels == c) & (predictions != c)).sum() for c in classes])
+        fp = np.array([((labels != c) & (predictions == c)).sum() for c in classes])
+    table = [{"label": names[c], "precision": float(precision[c]), "recall": float(recall[c]),
+              "f1": float(f1[c]), "support": int(support[c]), "fn": int(fn[c]), "fp": int(fp[c]), "mark": ""}
+             for c in classes]
+    candidates = sorted((c for c in classes if support[c] > 0 and fn[c] + fp[c] > 0), key=lambda c: f1[c])
+    for c in candidates[:worst]:
+        errors = fn[c] + fp[c]
+        heavy, share = ("FN-heavy", fn[c] / errors) if fn[c] >= fp[c] else ("FP-heavy", fp[c] / errors)
+        table[c]["mark"] = f"{heavy} ({share:.0%} of {errors} errors)"
+    return table
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both lower latency and higher macro-F1, by latency."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def link(value, target: str, out: Path) -> str:
+    return f"[{fmt(value)}]({os.path.relpath(target, out)})"
+
+
+def save(figure: plt.Figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_macro_f1(entries: list[dict], path: Path) -> Path:
+    """Grouped bars: test macro-F1 per model, one bar per label scheme, with the bootstrap interval."""
+    models = sorted({e["model"] for e in entries})
+    schemes = sorted({e["scheme"] for e in entries})
+    width = 0.8 / len(schemes)
+    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(models) * len(schemes)), 4.5))
+    for s, scheme in enumerate(schemes):
+        chosen = {e["model"]: e for e in entries if e["scheme"] == scheme}
+        xs = [m + s * width for m, name in enumerate(models) if name in chosen]
+        values = [chosen[name]["test_macro_f1"] for name in models if name in chosen]
+        # A percentile interval can miss a biased point estimate on tiny test sets; bars never go negative.
+        errors = np.clip([[chosen[n]["test_macro_f1"] - chosen[n]["ci"][0], chosen[n]["ci"][1]
+                           - chosen[n]["test_macro_f1"]] for n in models if n in chosen], 0, None).T
+        axes.bar(xs, values, width, yerr=errors, capsize=3, label=scheme)
+    axes.set_xticks([m + 0.4 - width / 2 for m in range(len(models))], models, rotation=15)
+    axes.set_ylabel("test macro-F1 (95% bootstrap CI)")
+    axes.set_title("Macro-F1 by model and label scheme (best trial by validation)")
+    axes.legend(fontsize=8)
+    return save(figure, path)
+
+
+def plot_latency_vs_f1(points: list[dict], path: Path) -> Path:
+    """One panel per scheme: CPU latency vs test macro-F1 for FP32 and INT8 models, Pareto front joined."""
+    schemes = sorted({p["scheme"] for p in points})
+    figure, axes = plt.subplots(1, len(schemes), figsize=(5.5 * len(schemes), 4.5), squeeze=False)
+    for axis, scheme in zip(axes[0], schemes):
+        mine = [p for p in points if p["scheme"] == scheme]
+        for p in mine:
+            axis.scatter(p["latency_ms"], p["f1"], marker="o" if p["precision"] == "FP32" else "s")
+            axis.annotate(f"{p['model']} {p['precision']}", (p["latency_ms"], p["f1"]), fontsize=8,
+                          xytext=(4, 4), textcoords="offset points")
+        front = [mine[i] for i in pareto_front([(p["latency_ms"], p["f1"]) for p in mine])]
+        axis.plot([p["latency_ms"] for p in front], [p["f1"] for p in front], "k--", lw=1, label="Pareto front")
+        axis.set_xlabel(f"CPU ms per batch of 32 ({mine[0]['threads']} thread(s))")
+        axis.set_ylabel("test macro-F1")
+        axis.set_title(scheme, fontsize=10)
+        axis.legend(fontsize=8)
+    return save(figure, path)
+
+
+def plot_fp32_vs_int8(rows: list[dict], path: Path) -> Path:
+    """Arrows from each FP32 model to its INT8 copy: left is faster, down is less accurate."""
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    for row in rows:
+        start, end = (row["fp32_latency_ms"], row["fp32_test_macro_f1"]), (row["int8_latency_ms"],
+                                                                           row["int8_test_macro_f1"])
+        axis.annotate("", end, start, arrowprops={"arrowstyle": "->", "color": "tab:blue"})
+        axis.scatter(*zip(start, end), c=["tab:blue", "tab:orange"], s=25)
+        axis.annotate(f"{row['model']} ({row['scheme']}) x{row['speedup']:.2f}", start, fontsize=7,
+                      xytext=(4, 4), textcoords="offset points")
+    axis.scatter([], [], c="tab:blue", label="FP32")
+    axis.scatter([], [], c="tab:orange", label="INT8 (dynamic)")
+    axis.set_xlabel("CPU ms per batch of 32")
+    axis.set_ylabel("test macro-F1")
+    axis.set_title("FP32 -> INT8 trade-off")
+    axis.legend(fontsize=8)
+    axis.margins(0.2)
+    return save(figure, path)
+
+
+def plot_confusion(labels: np.ndarray, predictions: np.ndarray, names: list[str], title: str, path: Path) -> Path:
+    present = sorted(set(labels.tolist()) | set(predictions.tolist()))
+    size = max(5, 0.45 * len(present) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay.from_predictions(labels, predictions, labels=present,
+                                            display_labels=[names[c] for c in present], normalize="true",
+                                            values_format=".2f", ax=axis, colorbar=False, xticks_rotation=60)
+    axis.set_title(title, fontsize=10)
+    return save(figure, path)
+
+
+def slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in text).strip("_")
+
+
+def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[str, list[str]]:
+    """Write report.md and figures into `out`; return (markdown, skipped lines)."""
+    out.mkdir(parents=True, exist_ok=True)
+    skipped: list[str] = []
+    experiments = [e for e in (load_experiment(Path(p), skipped) for p in paths) if e is not None]
+    if not experiments:
+        raise ExperimentError("no readable experiment: " + "; ".join(skipped))
+
+    entries = []  # one per best trial with test labels
+    for experiment in experiments:
+        for row in experiment.rows:
+            decided = test_decisions(row)
+            entry = {"scheme": experiment.scheme, "experiment": experiment, "row": row, "model": row["model"]}
+            if decided is None:
+                skipped.append(f"{row['trial_dir']}: test labels withheld; val only in Table 1, no test analysis")
+            else:
+                labels, predictions, names = decided
+                entry.update(labels=labels, predictions=predictions, names=names,
+                             test_macro_f1=row["test_macro_f1"], ci=bootstrap_ci(labels, predictions, resamples))
+            entries.append(entry)
+    tested = [e for e in entries if "labels" in e]
+
+    lines = ["# Emotion sweeps report", "", "Experiments: " + ", ".join(
+        f"[{e.path.name}]({os.path.relpath(e.path, out)}) ({e.scheme})" for e in experiments),
+        "", "Best trial per model and scheme chosen by validation macro-F1 only; test numbers at the "
+        "validation-chosen thresholds. Every number links to its trial directory.", ""]
+
+    lines += ["## Table 1: macro-F1 by model and label scheme", "",
+              "| model | scheme | val macro-F1 | test macro-F1 | test 95% CI |", "|---|---|---|---|---|"]
+    for e in sorted(entries, key=lambda e: (e["model"], e["scheme"])):
+        trial, row = e["row"]["trial_dir"], e["row"]
+        ci = f"[{e['ci'][0]:.4f}, {e['ci'][1]:.4f}]" if "ci" in e else "n/a"
+        test = link(row["test_macro_f1"], trial, out) if "test_macro_f1" in row else "n/a"
+        lines.append(f"| {e['model']} | {e['scheme']} | {link(row['val_macro_f1'], trial, out)} | {test} | {ci} |")
+
+    lines += ["", "## Table 2: efficiency", "",
+              "Latency: FP32 forward pass per batch of 32 test texts on CPU, from the dir's quantization.json "
+              "(run `python -m analysis.quantize <dir>` to measure it).", "",
+              "| model | scheme | params (M) | CPU ms / batch of 32 | threads |", "|---|---|---|---|---|"]
+    for e in sorted(entries, key=lambda e: (e["scheme"], e["model"])):
+        quantized, trial = e["experiment"].quantized.get(e["model"]), e["row"]["trial_dir"]
+        latency = link(quantized["fp32_latency_ms"], trial, out) if quantized else "not measured"
+        threads = quantized["threads"] if quantized else ""
+        lines.append(f"| {e['model']} | {e['scheme']} | {link(e['row']['params_m'], trial, out)} | {latency} "
+                     f"| {threads} |")
+
+    int8_rows = [{**q, "scheme": x.scheme} for x in experiments for q in x.quantized.values()]
+    lines += ["", "## Table 3: FP32 vs dynamic INT8", ""]
+    if int8_rows:
+        lines += ["| model | scheme | FP32 test macro-F1 | INT8 test macro-F1 | Δ macro-F1 | FP32 ms | INT8 ms "
+                  "| speedup | FP32 MB | INT8 MB | threads |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for q in int8_rows:
+            cells = [link(q.get(k, float("nan")), q["trial_dir"], out) for k in (
+                "fp32_test_macro_f1", "int8_test_macro_f1", "delta_test_macro_f1", "fp32_latency_ms",
+                "int8_latency_ms", "speedup", "fp32_size_mb", "int8_size_mb")]
+            lines.append(f"| {q['model']} | {q['scheme']} | " + " | ".join(cells) + f" | {q['threads']} |")
+    else:
+        lines.append("No quantization.json in these experiments (run `python -m analysis.quantize <dir>`).")
+
+    figures = []
+    if tested:
+        figures.append(plot_macro_f1(tested, out / "macro_f1_by_model.png"))
+    points = [{"scheme": e["scheme"], "model": e["model"], "precision": "FP32", "f1": e["test_macro_f1"],
+               "latency_ms": e["experiment"].quantized[e["model"]]["fp32_latency_ms"],
+               "threads": e["experiment"].quantized[e["model"]]["threads"]}
+              for e in tested if e["model"] in e["experiment"].quantized]
+    points += [{"scheme": q["scheme"], "model": q["model"], "precision": "INT8", "f1": q["int8_test_macro_f1"],
+                "latency_ms": q["int8_latency_ms"], "threads": q["threads"]}
+               for q in int8_rows if "int8_test_macro_f1" in q]
+    if points:
+        figures.append(plot_latency_vs_f1(points, out / "latency_vs_macro_f1.png"))
+    if any("fp32_test_macro_f1" in q for q in int8_rows):
+        figures.append(plot_fp32_vs_int8([q for q in int8_rows if "fp32_test_macro_f1" in q],
+                                         out / "fp32_vs_int8.png"))
+    for e in tested:
+        if e["labels"].ndim == 1:
+            figures.append(plot_confusion(e["labels"], e["predictions"], e["names"],
+                                          f"{e['model']}\n{e['scheme']}: test, row-normalised",
+                                          out / f"confusion_{slug(e['scheme'])}_{slug(e['model'])}.png"))
+    lines += ["", "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
+
+    lines += ["", "## Bootstrap 95% intervals of test macro-F1", "",
+              f"{resamples} resamples of the test rows (percentile intervals). Overlapping intervals: the "
+              "ranking of the two models may swap on another sample.", ""]
+    for scheme in sorted({e["scheme"] for e in tested}):
+        mine = sorted((e for e in tested if e["scheme"] == scheme), key=lambda e: -e["test_macro_f1"])
+        for a, b in combinations(mine, 2):
+            overlap = a["ci"][0] <= b["ci"][1] and b["ci"][0] <= a["ci"][1]
+            lines.append(f"- {scheme}: {a['model']} {a['test_macro_f1']:.4f} [{a['ci'][0]:.4f}, {a['ci'][1]:.4f}] "
+                         f"vs {b['model']} {b['test_macro_f1']:.4f} [{b['ci'][0]:.4f}, {b['ci'][1]:.4f}]: "
+                         + ("intervals overlap (rank not settled)" if overlap else "intervals separate"))
+        if len(mine) == 1:
+            lines.append(f"- {scheme}: one model only ({mine[0]['model']}), nothing to compare")
+
+    lines += ["", "## Per-class error analysis (test)", "",
+              f"The {WORST_CLASSES} lowest-F1 classes with test examples are marked FN-heavy (mostly missed: low "
+              "recall) or FP-heavy (mostly false alarms: low precision), with that kind's share of the class's "
+              "errors."]
+    for e in tested:
+        lines += ["", f"### {e['model']}, {e['scheme']} ([trial]({os.path.relpath(e['row']['trial_dir'], out)}))",
+                  "", "| class | precision | recall | F1 | support | FN | FP | worst |", "|---|---|---|---|---|---|---|---|"]
+        for c in error_analysis(e["labels"], e["predictions"], e["names"]):
+            lines.append(f"| {c['label']} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | "
+                         f"{c['support']} | {c['fn']} | {c['fp']} | {c['mark']} |")
+
+    if skipped:
+        lines += ["", "## Skipped", "", *(f"- {line}" for line in skipped)]
+    text = "\n".join(lines) + "\n"
+    (out / "report.md").write_text(text)
+    for experiment in experiments:
+        if experiment.sweep.get("wandb", "off") != "off":
+            log_to_wandb(experiment, [e for e in entries if e["experiment"] is experiment],
+                         [q for q in int8_rows if q["trial_dir"].startswith(str(experiment.path))], figures)
+    return text, skipped
+
+
+def log_to_wandb(experiment: Experiment, entries: list[dict], int8_rows: list[dict], figures: list[Path]) -> None:
+    """The experiment's rows of the report tables, as one "report" run in the sweep's W&B group."""
+    import wandb
+
+    run = wandb.init(project=experiment.sweep["experiment"], group=experiment.path.name, name="report",
+                     job_type="report", mode=experiment.sweep["wandb"], dir=str(experiment.path), reinit=True)
+    columns = ["model", "scheme", "val_macro_f1", "test_macro_f1", "ci_low", "ci_high", "params_m", "trial_dir"]
+    table = wandb.Table(columns=columns, data=[
+        [e["model"], e["scheme"], e["row"]["val_macro_f1"], e["row"].get("test_macro_f1"),
+         e.get("ci", (None, None))[0], e.get("ci", (None, None))[1], e["row"]["params_m"], e["row"]["trial_dir"]]
+        for e in entries])
+    logged = {"table1_macro_f1": table}
+    if int8_rows:
+        keys = ["model", "fp32_test_macro_f1", "int8_test_macro_f1", "delta_test_macro_f1", "fp32_latency_ms",
+                "int8_latency_ms", "speedup", "fp32_size_mb", "int8_size_mb", "threads", "trial_dir"]
+        logged["table3_int8"] = wandb.Table(columns=keys, data=[[q.get(k) for k in keys] for q in int8_rows])
+    logged.update({f"figure/{p.stem}": wandb.Image(str(p)) for p in figures})
+    run.log(logged)
+    run.finish()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("experiment_dirs", type=Path, nargs="+")
+    parser.add_argument("--out", type=Path, help="where report.md and the PNGs go (default: <common parent of "
+                                                 "the experiment dirs>/report)")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    args = parser.parse_args(argv)
+    out = args.out or Path(os.path.commonpath([p.resolve().parent for p in args.experiment_dirs])) / "report"
+    try:
+        _, skipped = build_report(args.experiment_dirs, out, args.resamples)
+    except ExperimentError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for line in skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    print(out / "report.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
