@@ -59,7 +59,7 @@ def cross_fitted(probs: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
     halves = np.array_split(np.random.default_rng(seed).permutation(len(labels)), 2)
     predictions = np.zeros_like(labels)
     for fit, score in ((halves[0], halves[1]), (halves[1], halves[0])):
-        global_t, per_class_t = exact_thresholds(probs[fit], labels[fit])
+        _, per_class_t = exact_thresholds(probs[fit], labels[fit])
         predictions[score] = probs[score] >= per_class_t
     report = multilabel_report(predictions.astype(float), labels, 0.5, np.full(labels.shape[1], 0.5))
     return {"macro_f1": report["macro_f1_at_0.5"], "jaccard": report["jaccard_at_0.5"]}
