@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,12 +32,16 @@ def sweep_env(**extra: str) -> dict:
 
 def start_sweep(script: Path, *args, env: dict | None = None) -> subprocess.Popen:
     """The sweep in its own process group, so whatever Ray processes outlive a killed driver can be ended."""
-    return subprocess.Popen([sys.executable, str(script), *map(str, args)], cwd=REPO, env=env or sweep_env(),
+    env = env or sweep_env()
+    proc = subprocess.Popen([sys.executable, str(script), *map(str, args)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc.ray_tmp = env["RAY_TMPDIR"]
+    return proc
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
-    """Wait for the sweep, then end what is left of its process group (the Ray processes of a killed driver)."""
+    """Wait for the sweep, then end what is left of its process group (the Ray processes of a killed driver)
+    and remove its Ray temp dir."""
     try:
         output, _ = proc.communicate(timeout=timeout)
     finally:
@@ -44,6 +49,7 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        shutil.rmtree(proc.ray_tmp, ignore_errors=True)
     return output
 
 

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,7 +55,8 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 10) -> None:
 
 @contextmanager
 def two_node_cluster(cpus_per_node: int = 1):
-    """Yields {"address", "env", "nodes": {"head": Popen, "worker": Popen}, "temp_dirs"}; both stopped after.
+    """Yields {"address", "env", "nodes": {"head": Popen, "worker": Popen}, "temp_dirs"}; both stopped (and their
+    temp dirs removed) after.
 
     Token auth on, with a token of this cluster's own in `env` (every process that joins needs it)."""
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
@@ -81,6 +83,7 @@ def two_node_cluster(cpus_per_node: int = 1):
     finally:
         for proc in reversed(list(nodes.values())):
             stop_group(proc)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def wait_for_start(proc: subprocess.Popen, log: Path, timeout_s: float = 180) -> None:

@@ -1,5 +1,5 @@
 """Faults with real processes: a trial's Ray worker SIGKILLed mid-training, the driver SIGKILLed mid-sweep and
-resumed, a NaN trial, and the W&B key kept out of everything the sweep writes.
+resumed, a NaN trial, and security (the W&B key kept out of everything the sweep writes, a localhost dashboard).
 
 Each sweep runs as a subprocess, as a user would run it, on its own local Ray cluster under a private temp dir.
 Trials are counted by the `training_iteration` lines Tune appends to each trial's result.json (and the `pid` it
@@ -9,6 +9,7 @@ would repeat 1.
 from __future__ import annotations
 
 import json
+import re
 import signal
 
 import pytest
@@ -42,6 +43,7 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, tiny_bert,
         rows = results(trial)
         assert [r["training_iteration"] for r in rows] == [1, 2, 3], (trial.name, rows)
         assert [r["epoch"] for r in rows] == [1, 2, 3], trial.name
+        assert len(list(trial.glob("checkpoint_*"))) <= 2  # num_to_keep=1: the best, plus the latest while running
     victim = next(trial for trial in trials if results(trial)[0]["pid"] == worker_pid)
     assert worker_pid not in {row["pid"] for row in results(victim)[1:]}, "the killed trial was not retried"
     assert len(json.loads((sweep_dir / "best_trials.json").read_text())) == 1
@@ -85,6 +87,10 @@ if __name__ == "__main__":
 '''
 
 
+def failures(trial_dir) -> int:
+    return (trial_dir / "error.txt").read_text().count("FloatingPointError: epoch 1: training loss is nan")
+
+
 def test_nan_trial_ends_errored_with_its_reason_and_the_sweep_goes_on(tmp_path, tiny_bert, goemotions_dir):
     script = tmp_path / "nan_lr.py"
     script.write_text(NAN_SWEEP)
@@ -106,14 +112,29 @@ def test_nan_trial_ends_errored_with_its_reason_and_the_sweep_goes_on(tmp_path, 
     assert by_lr[1e-3].name in table and by_lr[1e30].name not in table
     assert f"{by_lr[1e30].name}: FloatingPointError: epoch 1: training loss is nan" in skipped
 
+    assert failures(by_lr[1e30]) == 2  # one try and one retry (--max-failures 1)
 
-def test_wandb_key_is_never_written(tmp_path, tiny_bert, goemotions_dir):
+    # --resume --restart-errored starts the errored trial over (Tune gives it a new trial id) and leaves the
+    # finished one alone.
+    finished_before = results(by_lr[1e-3])
+    proc = start_sweep(script, "--resume", "--restart-errored", "--name", "nan", "--storage", tmp_path,
+                       "--no-dashboard", env=sweep_env(PYTHONPATH=str(REPO)))
+    output = finish(proc)
+    assert proc.returncode == 0, output[-3000:]
+    assert results(by_lr[1e-3]) == finished_before
+    restarted = [d for d in trial_dirs(sweep_dir) if d not in by_lr.values()]
+    assert [json.loads((d / "params.json").read_text())["lr"] for d in restarted] == [1e30]
+    assert failures(restarted[0]) == 2 and results(restarted[0]) == []
+
+
+def test_wandb_key_is_never_written_and_dashboard_is_local_only(tmp_path, tiny_bert, goemotions_dir):
     key = "fake0wandb0key0" + "7" * 25  # 40 characters, like a real key
     proc = start_sweep(REPO / "sweeps" / "goemotions_raw.py", "--data-dir", goemotions_dir, "--models", tiny_bert,
                        "--budget", "smoke", "--num-samples", 1, "--wandb", "offline", "--storage", tmp_path,
-                       "--name", "wandb", "--no-dashboard", env=sweep_env(WANDB_API_KEY=key))
+                       "--name", "wandb", env=sweep_env(WANDB_API_KEY=key))
     output = finish(proc)
     assert proc.returncode == 0, output[-3000:]
+    assert re.search(r"^Ray dashboard: http://127\.0\.0\.1:\d+ ", output, re.MULTILINE), "dashboard not on localhost"
 
     sweep_dir = tmp_path / "wandb"
     assert list(sweep_dir.rglob("run-*.wandb")), "W&B wrote no offline run: the check below would be vacuous"
