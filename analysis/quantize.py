@@ -156,18 +156,12 @@ def timing_batches(input_ids: list[list[int]], pad_id: int, count: int = 3) -> l
             for start in range(0, min(len(order), count * BATCH_SIZE), BATCH_SIZE)]
 
 
-def quantize_trial(row: dict, dataset: str, data: EmotionData, library: str, threads: int, repeats: int) -> dict:
-    """FP32 vs INT8 for one best trial: metrics at validation-chosen thresholds, latency, size, agreement."""
-    checkpoint = Path(row["trial_dir"]) / row["checkpoint"]
-    config, fp32, encode, pad_id = load_trial(row)
-    with np.load(checkpoint / "predictions.npz") as npz:
-        saved = dict(npz)
-    check_same_rows(saved, data, checkpoint / "predictions.npz")
-    torch.set_num_threads(threads)
-    int8 = quantize_int8(fp32, library)
+def int8_predictions(int8: torch.nn.Module, saved: dict, val_ids: list[list[int]], test_ids: list[list[int]],
+                     pad_id: int, config: dict) -> tuple[dict, float]:
+    """(the INT8 model's arrays in predictions.npz layout, thresholds re-chosen on validation; the share of
+    test rows where INT8 decides like FP32). Agreement uses FP32's decision rule for both models' test
+    probabilities, so it measures the quantization error alone."""
     multi_label = "per_class_thresholds" in saved
-
-    val_ids, test_ids = encode(data.validation.texts), encode(data.test.texts)
     arrays = {"epoch": saved["epoch"], "val_labels": saved["val_labels"],
               "val_probs": predict_probs(int8, val_ids, pad_id, multi_label)}
     if multi_label:
@@ -177,14 +171,27 @@ def quantize_trial(row: dict, dataset: str, data: EmotionData, library: str, thr
     arrays["test_probs"] = predict_probs(int8, test_ids, pad_id, multi_label)
     if "test_labels" in saved:
         arrays["test_labels"] = saved["test_labels"]
-    fp32_metrics, int8_metrics = evaluate(saved), evaluate(arrays)
 
-    # Agreement isolates the quantization error: both models' test probabilities under FP32's decision rule.
     def decisions(probs: np.ndarray) -> np.ndarray:
         return probs >= saved["per_class_thresholds"] if multi_label else probs.argmax(axis=1)
 
     same = decisions(saved["test_probs"]) == decisions(arrays["test_probs"])
-    agreement = float((same.all(axis=1) if multi_label else same).mean())
+    return arrays, float((same.all(axis=1) if multi_label else same).mean())
+
+
+def quantize_trial(row: dict, dataset: str, data: EmotionData, library: str, threads: int, repeats: int) -> dict:
+    """FP32 vs INT8 for one best trial: metrics at validation-chosen thresholds, latency, size, agreement."""
+    checkpoint = Path(row["trial_dir"]) / row["checkpoint"]
+    config, fp32, encode, pad_id = load_trial(row)
+    with np.load(checkpoint / "predictions.npz") as npz:
+        saved = dict(npz)
+    check_same_rows(saved, data, checkpoint / "predictions.npz")
+    torch.set_num_threads(threads)
+    int8 = quantize_int8(fp32, library)
+
+    val_ids, test_ids = encode(data.validation.texts), encode(data.test.texts)
+    arrays, agreement = int8_predictions(int8, saved, val_ids, test_ids, pad_id, config)
+    fp32_metrics, int8_metrics = evaluate(saved), evaluate(arrays)
 
     batches = timing_batches(test_ids, pad_id)
     fp32_ms = latency_ms(fp32, batches, repeats)
@@ -198,7 +205,8 @@ def quantize_trial(row: dict, dataset: str, data: EmotionData, library: str, thr
               "fp32_size_mb": round(size_mb(fp32), 3), "int8_size_mb": round(size_mb(int8), 3),
               "fp32_latency_ms": round(fp32_ms, 3), "int8_latency_ms": round(int8_ms, 3),
               "speedup": round(fp32_ms / int8_ms, 3), "test_agreement": agreement,
-              "test_max_prob_diff": float(np.abs(saved["test_probs"] - arrays["test_probs"]).max()), "dataset_metric": metric}
+              "test_max_prob_diff": float(np.abs(saved["test_probs"] - arrays["test_probs"]).max()),
+              "dataset_metric": metric}
     for split in ("val", "test"):
         for name in dict.fromkeys(("macro_f1", metric)):
             key = f"{split}_{name}"

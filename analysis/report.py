@@ -176,7 +176,8 @@ def plot_latency_vs_f1(points: list[dict], path: Path) -> Path:
             axis.annotate(f"{p['model']} {p['precision']}", (p["latency_ms"], p["f1"]), fontsize=8,
                           xytext=(4, 4), textcoords="offset points")
         front = [mine[i] for i in pareto_front([(p["latency_ms"], p["f1"]) for p in mine])]
-        axis.plot([p["latency_ms"] for p in front], [p["f1"] for p in front], "k--", lw=1, label="Pareto front")
+        axis.plot([p["latency_ms"] for p in front], [p["f1"] for p in front], "k--", lw=1, marker="o", ms=13,
+                  mfc="none", label="Pareto front (ringed)")
         axis.set_xlabel(f"CPU ms per batch of 32 ({mine[0]['threads']} thread(s))")
         axis.set_ylabel("test macro-F1")
         axis.set_title(scheme, fontsize=10)
