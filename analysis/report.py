@@ -320,7 +320,7 @@ def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[s
               "errors."]
     for e in tested:
         lines += ["", f"### {e['model']}, {e['scheme']} ([trial]({os.path.relpath(e['row']['trial_dir'], out)}))",
-                  "", "| class | precision | recall | F1 | support | FN | FP | worst |", "|---|---|---|---|---|---|---|---|"]
+                  "", "| class | precision | recall | F1 | support | FN | FP | worst |", "|" + "---|" * 8]
         for c in error_analysis(e["labels"], e["predictions"], e["names"]):
             lines.append(f"| {c['label']} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | "
                          f"{c['support']} | {c['fn']} | {c['fp']} | {c['mark']} |")
