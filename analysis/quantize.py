@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import os
 import platform
@@ -282,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         if value < 1:
             print(f"error: {flag} {value}: must be >= 1", file=sys.stderr)
             return 2
+    if args.library == "torchao" and importlib.util.find_spec("torchao") is None:
+        print("error: --library torchao: not installed (pip install -e '.[bench]')", file=sys.stderr)
+        return 2
     try:
         print(write_quantization(args.experiment_dir, args.library, args.threads, args.repeats))
     except ExperimentError as error:
