@@ -9,22 +9,7 @@ The plan line says how many rows the rule kept per split. Metrics: macro-F1 (sel
 weighted-F1. The space matches goemotions_raw.py (short CPU budgets need high body and head learning rates),
 less pos_weight, which only the multi-label loss has.
 """
-from optuna.distributions import CategoricalDistribution as Choice
-from optuna.distributions import FloatDistribution as Float
-from optuna.distributions import IntDistribution as Int
-
-from sweeps.common import Budget, Experiment, main
-
-
-def search_space(budget: Budget) -> dict:
-    return {
-        "lr": Float(2e-5, 3e-4, log=True),
-        "head_lr": Float(3e-4, 1e-2, log=True),
-        "batch_size": Choice([16, 32]),
-        "weight_decay": Float(0.0, 0.1),
-        "warmup_ratio": Float(0.0, 0.2),
-        "epochs": Int(1, budget.max_epochs),
-    }
+from sweeps.common import Budget, Experiment, encoder_search_space, main
 
 
 def grid(budget: Budget) -> dict:
@@ -35,7 +20,7 @@ EXPERIMENT = Experiment(
     name="goemotions_simplified",
     dataset="goemotions_single",
     models=("distilbert", "albert", "mobilebert", "minilm"),
-    search_space=search_space,
+    search_space=encoder_search_space,
     grid=grid,
 )
 

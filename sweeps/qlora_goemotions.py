@@ -1,55 +1,17 @@
 """QLoRA decoders on GoEmotions (28 labels incl. neutral, multi-label Reddit comments): Qwen3-0.6B-Base
-writes the emotion names as text, Qwen2.5-7B classifies with a head. 4-bit NF4 base + LoRA adapters
-(trainables/decoder.py).
+writes the emotion names as text, Qwen2.5-7B classifies with a head. The same models, modes and search space
+as sweeps/qlora_semeval_ec.py; only the dataset differs. `neutral` is a label here, distinct from the answer
+`none` (no label at all).
 
     python sweeps/qlora_goemotions.py --data-dir ../shared/data/goemotions                 # GPU: both models
     python sweeps/qlora_goemotions.py --data-dir D --models ./qwen3-0.6b-base --budget cpu   # CPU: small only
-
-Each model has its own mode (--mode fixes one for all). The search covers what decides a QLoRA run: learning
-rate, LoRA rank/alpha/dropout, which layers get adapters, epochs, and (generation only) the prompt template.
-A 7B trial takes a whole GPU, a 0.6B trial half of one; without a GPU only models up to 1B params and the
-smoke/cpu budgets run. `neutral` is a label here, distinct from the answer `none` (no label at all).
 """
-from optuna.distributions import CategoricalDistribution as Choice
-from optuna.distributions import FloatDistribution as Float
-from optuna.distributions import IntDistribution as Int
+from dataclasses import replace
 
-from sweeps.common import Budget, Experiment, main
-from trainables.decoder import MODES, param_applies
-from trainables.labels_text import TEMPLATES
+from sweeps.common import main
+from sweeps.qlora_semeval_ec import EXPERIMENT as SEMEVAL_EXPERIMENT
 
-
-def search_space(budget: Budget) -> dict:
-    return {
-        "lr": Float(5e-5, 5e-4, log=True),
-        "head_lr": Float(1e-4, 3e-3, log=True),
-        "lora_r": Choice([8, 16, 32]),
-        "lora_alpha": Choice([16, 32, 64]),
-        "lora_dropout": Float(0.0, 0.1),
-        "target_modules": Choice(["attention", "all_linear"]),
-        "epochs": Int(1, budget.max_epochs),
-        "template": Choice(list(TEMPLATES)),
-        "pos_weight": Choice(["none", "inverse_frequency"]),
-    }
-
-
-def grid(budget: Budget) -> dict:
-    return {"lora_r": [8, 32], "template": ["plain", "listed"], "epochs": [budget.max_epochs]}
-
-
-EXPERIMENT = Experiment(
-    name="qlora_goemotions",
-    dataset="goemotions",
-    models=("qwen3-0.6b", "qwen2.5-7b"),
-    cpu_models=("qwen3-0.6b",),
-    search_space=search_space,
-    grid=grid,
-    trainable="decoder",
-    fixed={"mode": "generation"},  # local model directories; the aliases below get their own mode
-    fixable={"mode": MODES, "template": tuple(TEMPLATES)},
-    per_model={"qwen3-0.6b": {"mode": "generation"}, "qwen2.5-7b": {"mode": "head"}},
-    param_applies=param_applies,
-)
+EXPERIMENT = replace(SEMEVAL_EXPERIMENT, name="qlora_goemotions", dataset="goemotions")
 
 if __name__ == "__main__":
     raise SystemExit(main(EXPERIMENT))

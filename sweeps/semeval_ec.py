@@ -11,21 +11,14 @@ inverse-frequency `pos_weight` (surprise and trust are ~5% of tweets, anger and 
 `--preprocess` fixes the first.
 """
 from optuna.distributions import CategoricalDistribution as Choice
-from optuna.distributions import FloatDistribution as Float
-from optuna.distributions import IntDistribution as Int
 
-from sweeps.common import Budget, Experiment, main
+from sweeps.common import Budget, Experiment, encoder_search_space, main
 from trainables.data import PREPROCESS_CHOICES
 
 
 def search_space(budget: Budget) -> dict:
     return {
-        "lr": Float(2e-5, 3e-4, log=True),
-        "head_lr": Float(3e-4, 1e-2, log=True),
-        "batch_size": Choice([16, 32]),
-        "weight_decay": Float(0.0, 0.1),
-        "warmup_ratio": Float(0.0, 0.2),
-        "epochs": Int(1, budget.max_epochs),
+        **encoder_search_space(budget),
         "pos_weight": Choice(["none", "inverse_frequency"]),
         "preprocess": Choice(list(PREPROCESS_CHOICES)),
     }

@@ -41,7 +41,6 @@ DEFAULTS = {
     "preprocess": "none",  # none | tweet (trainables.data.PREPROCESSORS), applied to texts before tokenizing
     "seed": 0,
 }
-POS_WEIGHT_MODES = ("none", "inverse_frequency")
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
