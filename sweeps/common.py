@@ -44,7 +44,7 @@ class Budget:
 
 BUDGETS = {
     "smoke": Budget(64, 32, 32, 1, 2, 32, "a few seconds per trial: tests and first tries"),
-    "cpu": Budget(15000, None, None, 2, 5, 64, "about 30 minutes on a 2-core laptop, one model"),
+    "cpu": Budget(12000, None, None, 2, 4, 64, "about 30 minutes on a 2-core laptop, one model"),
     "full": Budget(None, None, None, 5, 30, 128, "whole dataset on GPUs"),
 }
 
