@@ -178,16 +178,25 @@ def markdown_table(rows: list[dict], skipped: list[Trial]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def class_names(checkpoint: Path, arrays: dict) -> list[str]:
+    """Label names in class order: saved with the predictions, else the model config's id2label (checkpoints
+    written before the names were saved), else the class indices."""
+    num_labels = arrays["val_probs"].shape[1]
+    if "label_names" in arrays:
+        return [str(name) for name in arrays["label_names"]]
+    config = checkpoint / "model" / "config.json"
+    id2label = json.loads(config.read_text()).get("id2label", {}) if config.is_file() else {}
+    return [id2label.get(str(c), str(c)) for c in range(num_labels)]
+
+
 def per_class_f1(row: dict) -> list[dict]:
     """F1 and support of every class for one best trial: per-class thresholds (multi-label) or argmax."""
     checkpoint = Path(row["trial_dir"]) / row["checkpoint"]
     with np.load(checkpoint / "predictions.npz") as npz:
         arrays = dict(npz)
-    model_config = checkpoint / "model" / "config.json"
-    id2label = json.loads(model_config.read_text()).get("id2label", {}) if model_config.is_file() else {}
     num_labels = arrays["val_probs"].shape[1]
     classes = list(range(num_labels))
-    table = [{"model": row["model"], "label": id2label.get(str(c), str(c))} for c in classes]
+    table = [{"model": row["model"], "label": name} for name in class_names(checkpoint, arrays)]
     for split in ("val", "test"):
         if f"{split}_labels" not in arrays:
             continue

@@ -42,7 +42,7 @@ import torch
 
 from analysis.best_trials import ExperimentError, best_per_model, evaluate, read_trials
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset, preprocess
-from trainables.encoder import DEFAULTS, collate
+from trainables.encoder import DEFAULTS, collate, load_encoder
 from trainables.metrics import choose_thresholds
 
 BATCH_SIZE = 32
@@ -128,15 +128,20 @@ def check_same_rows(saved: dict, data: EmotionData, where: Path) -> None:
                                   f"this trial predicted")
 
 
-def load_trial(row: dict) -> tuple[dict, torch.nn.Module, Callable[[list[str]], list[list[int]]], int]:
-    """(trial config, FP32 model from the best checkpoint, text encoder as the trial tokenized, pad id)."""
-    checkpoint = Path(row["trial_dir"]) / row["checkpoint"]
-    if (checkpoint / "model" / "adapter_config.json").is_file():
-        raise ExperimentError(f"{checkpoint}/model: a QLoRA adapter checkpoint; post-training INT8 is for "
-                              f"fully fine-tuned encoders")
-    config = {**DEFAULTS, **json.loads((Path(row["trial_dir"]) / "params.json").read_text())}
+def load_trial(row: dict, data: EmotionData
+               ) -> tuple[dict, torch.nn.Module, Callable[[list[str]], list[list[int]]], int]:
+    """(trial config, the model of its best checkpoint on CPU, text encoder as the trial tokenized, pad id).
 
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    Fully fine-tuned checkpoints (baseline, and QAT, whose checkpoints hold plain float weights) load as FP32
+    models; QLoRA ones as the 4-bit body with the saved adapters and head."""
+    checkpoint = Path(row["trial_dir"]) / row["checkpoint"]
+    config = {**DEFAULTS, **json.loads((Path(row["trial_dir"]) / "params.json").read_text())}
+    variant = "qlora" if config["variant"] == "qlora" else "baseline"
+    with warnings.catch_warnings():  # peft / bitsandbytes warn about CPU inference being slow: it is measured
+        warnings.simplefilter("ignore")
+        model = load_encoder({**config, "variant": variant}, data, torch.device("cpu"), checkpoint / "model").eval()
+
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(config["model_source"])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -146,7 +151,6 @@ def load_trial(row: dict) -> tuple[dict, torch.nn.Module, Callable[[list[str]], 
                          max_length=int(config["max_length"]), return_attention_mask=False,
                          return_token_type_ids=False)["input_ids"]
 
-    model = AutoModelForSequenceClassification.from_pretrained(checkpoint / "model").eval()
     return config, model, encode, pad_id
 
 
@@ -157,19 +161,19 @@ def timing_batches(input_ids: list[list[int]], pad_id: int, count: int = 3) -> l
             for start in range(0, min(len(order), count * BATCH_SIZE), BATCH_SIZE)]
 
 
-def int8_predictions(int8: torch.nn.Module, saved: dict, val_ids: list[list[int]], test_ids: list[list[int]],
-                     pad_id: int, config: dict) -> tuple[dict, float]:
-    """(the INT8 model's arrays in predictions.npz layout, thresholds re-chosen on validation; the share of
-    test rows where INT8 decides like FP32). Agreement uses FP32's decision rule for both models' test
-    probabilities, so it measures the quantization error alone."""
+def repredict(model: torch.nn.Module, saved: dict, val_ids: list[list[int]], test_ids: list[list[int]],
+              pad_id: int, config: dict) -> tuple[dict, float]:
+    """(`model`'s arrays in predictions.npz layout, thresholds re-chosen on validation; the share of test rows
+    where it decides like the trial's saved predictions). Agreement uses the trial's decision rule for both
+    sets of test probabilities, so for an INT8 copy it measures the quantization error alone."""
     multi_label = "per_class_thresholds" in saved
     arrays = {"epoch": saved["epoch"], "val_labels": saved["val_labels"],
-              "val_probs": predict_probs(int8, val_ids, pad_id, multi_label)}
+              "val_probs": predict_probs(model, val_ids, pad_id, multi_label)}
     if multi_label:
         global_t, per_class_t = choose_thresholds(arrays["val_probs"], saved["val_labels"], config["thresholds"],
                                                   int(config["seed"]))
         arrays.update(global_threshold=np.float32(global_t), per_class_thresholds=per_class_t)
-    arrays["test_probs"] = predict_probs(int8, test_ids, pad_id, multi_label)
+    arrays["test_probs"] = predict_probs(model, test_ids, pad_id, multi_label)
     if "test_labels" in saved:
         arrays["test_labels"] = saved["test_labels"]
 
@@ -183,7 +187,10 @@ def int8_predictions(int8: torch.nn.Module, saved: dict, val_ids: list[list[int]
 def quantize_trial(row: dict, dataset: str, data: EmotionData, library: str, threads: int, repeats: int) -> dict:
     """FP32 vs INT8 for one best trial: metrics at validation-chosen thresholds, latency, size, agreement."""
     checkpoint = Path(row["trial_dir"]) / row["checkpoint"]
-    config, fp32, encode, pad_id = load_trial(row)
+    if (checkpoint / "model" / "adapter_config.json").is_file():
+        raise ExperimentError(f"{checkpoint}/model: a QLoRA adapter checkpoint; post-training INT8 is for "
+                              f"fully fine-tuned encoders")
+    config, fp32, encode, pad_id = load_trial(row, data)
     with np.load(checkpoint / "predictions.npz") as npz:
         saved = dict(npz)
     check_same_rows(saved, data, checkpoint / "predictions.npz")
@@ -191,7 +198,7 @@ def quantize_trial(row: dict, dataset: str, data: EmotionData, library: str, thr
     int8 = quantize_int8(fp32, library)
 
     val_ids, test_ids = encode(data.validation.texts), encode(data.test.texts)
-    arrays, agreement = int8_predictions(int8, saved, val_ids, test_ids, pad_id, config)
+    arrays, agreement = repredict(int8, saved, val_ids, test_ids, pad_id, config)
     fp32_metrics, int8_metrics = evaluate(saved), evaluate(arrays)
 
     batches = timing_batches(test_ids, pad_id)

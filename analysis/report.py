@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from scipy.stats import bootstrap  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, f1_score, precision_recall_fscore_support  # noqa: E402
 
-from analysis.best_trials import ExperimentError, best_per_model, fmt, read_trials  # noqa: E402
+from analysis.best_trials import ExperimentError, best_per_model, class_names, fmt, read_trials  # noqa: E402
 from trainables.data import DATASETS  # noqa: E402
 
 WORST_CLASSES = 5
@@ -42,6 +42,7 @@ class Experiment:
     sweep: dict
     rows: list[dict]
     quantized: dict[str, dict] = field(default_factory=dict)  # model -> quantization.json row
+    variants: list[dict] = field(default_factory=list)  # variants.json rows
 
 
 def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
@@ -65,6 +66,8 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
     quantization = path / "quantization.json"
     if quantization.is_file():
         experiment.quantized = {row["model"]: row for row in json.loads(quantization.read_text())["rows"]}
+    if (path / "variants.json").is_file():
+        experiment.variants = json.loads((path / "variants.json").read_text())["rows"]
     return experiment
 
 
@@ -78,9 +81,7 @@ def test_decisions(row: dict) -> tuple[np.ndarray, np.ndarray, list[str]] | None
     probs = arrays["test_probs"]
     predictions = (probs >= arrays["per_class_thresholds"]).astype(int) if "per_class_thresholds" in arrays \
         else probs.argmax(axis=1)
-    config = checkpoint / "model" / "config.json"
-    id2label = json.loads(config.read_text()).get("id2label", {}) if config.is_file() else {}
-    return arrays["test_labels"], predictions, [id2label.get(str(c), str(c)) for c in range(probs.shape[1])]
+    return arrays["test_labels"], predictions, class_names(checkpoint, arrays)
 
 
 def bootstrap_ci(labels: np.ndarray, predictions: np.ndarray, resamples: int = 1000, seed: int = 0
@@ -279,6 +280,21 @@ def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[s
     else:
         lines.append("No quantization.json in these experiments (run `python -m analysis.quantize <dir>`).")
 
+    variant_rows = [{**v, "scheme": x.scheme} for x in experiments for v in x.variants]
+    if variant_rows:
+        lines += ["", "## Table 4: encoder variants", "",
+                  "Each model fine-tuned in full (served as FP32 and as post-training INT8), with quantization-aware "
+                  "training (served as INT8) and as QLoRA (4-bit NF4 body + adapters); CPU inference over the "
+                  "whole test split in batches of 32, from the dir's variants.json (`python -m analysis.variants "
+                  "<dir>`).", "",
+                  "| model | scheme | form | test accuracy | test macro-F1 | total s | ms / sample | MB | threads |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for v in variant_rows:
+            cells = [link(v[k], v["trial_dir"], out) if k in v else "n/a" for k in (
+                "test_accuracy", "test_macro_f1", "total_inference_s", "per_sample_ms", "size_mb")]
+            lines.append(f"| {v['model']} | {v['scheme']} | {v['form']} | " + " | ".join(cells)
+                         + f" | {v['threads']} |")
+
     figures = []
     if tested:
         figures.append(plot_macro_f1(tested, out / "macro_f1_by_model.png"))
@@ -352,6 +368,11 @@ def log_to_wandb(experiment: Experiment, entries: list[dict], int8_rows: list[di
         keys = ["model", "fp32_test_macro_f1", "int8_test_macro_f1", "delta_test_macro_f1", "fp32_latency_ms",
                 "int8_latency_ms", "speedup", "fp32_size_mb", "int8_size_mb", "threads", "trial_dir"]
         logged["table3_int8"] = wandb.Table(columns=keys, data=[[q.get(k) for k in keys] for q in int8_rows])
+    if experiment.variants:
+        keys = ["model", "form", "test_accuracy", "test_macro_f1", "total_inference_s", "per_sample_ms", "size_mb",
+                "threads", "trial_dir"]
+        logged["table4_variants"] = wandb.Table(columns=keys, data=[[v.get(k) for k in keys]
+                                                                    for v in experiment.variants])
     logged.update({f"figure/{p.stem}": wandb.Image(str(p)) for p in figures})
     run.log(logged)
     run.finish()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from analysis.best_trials import best_per_model, evaluate, read_trials
-from analysis.quantize import (int8_predictions, latency_ms, load_trial, predict_probs, quantize_int8, size_mb,
+from analysis.quantize import (latency_ms, load_trial, predict_probs, quantize_int8, repredict, size_mb,
                                sweep_eval_data, timing_batches)
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     _, data = sweep_eval_data(args.experiment_dir)
     rows, _ = best_per_model(read_trials(args.experiment_dir))
     row = rows[0]
-    config, fp32, encode, pad_id = load_trial(row)
+    config, fp32, encode, pad_id = load_trial(row, data)
     with np.load(Path(row["trial_dir"]) / row["checkpoint"] / "predictions.npz") as npz:
         saved = dict(npz)
     val_ids, test_ids = encode(data.validation.texts), encode(data.test.texts)
@@ -76,7 +76,7 @@ def main() -> None:
             same = decided[0] == decided[1]
             quality[name] = (float("nan"), float("nan"), float((same.all(axis=1) if multi_label else same).mean()))
         else:
-            arrays, agreement = int8_predictions(model, saved, val_ids, test_ids, pad_id, config)
+            arrays, agreement = repredict(model, saved, val_ids, test_ids, pad_id, config)
             f1 = evaluate(arrays)["test_macro_f1"]
             quality[name] = (f1, f1 - fp32_f1, agreement)
 

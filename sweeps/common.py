@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from importlib import import_module
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +25,8 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset
-from trainables.models import ModelError, ResolvedModel, gpu_share, hub_reachable, resolve_model
+from trainables.models import (ModelError, ResolvedModel, four_bit_problem, gpu_share, hub_reachable,
+                               resolve_model)
 
 METRIC = "val_macro_f1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +79,12 @@ class Experiment:
     fixable: dict[str, tuple[str, ...]] = field(default_factory=dict)  # searched choices a --flag can fix
     per_model: dict[str, dict] = field(default_factory=dict)  # config values one model's trials get (decoder mode)
     param_applies: Callable[[str, dict], bool] | None = None  # whether a searched key matters, given fixed values
+    # A fixable key whose values are compared, not searched: each value gets its own study per model, in
+    # <model>-<value>/ (emotion6: variant), so every variant receives the same trial budget.
+    study_per: str | None = None
+    # tpe/random: studies that search any of these keys try this point first (the trainable's defaults for
+    # the other searched keys), so the recipe's default configuration is always among the trials.
+    start_at: dict = field(default_factory=dict)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -209,21 +217,32 @@ def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, E
     max_concurrent = args.max_concurrent or (None if has_gpu else 1)
 
     total_cpus = os.cpu_count() or 1
+    studies = [{}]
+    if experiment.study_per:
+        key = experiment.study_per
+        studies = [{key: value} for value in ([getattr(args, key)] if getattr(args, key) is not None
+                                              else experiment.fixable[key])]
     model_rows = []
     for model in models:
         gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (gpu_share(model.params_m)
                                                                            if has_gpu else 0.0)
         cpus = args.cpus_per_trial or (2 if has_gpu else max(1, total_cpus // (max_concurrent or 1)))
-        model_fixed = {key: value for key, value in experiment.per_model.get(model.name, {}).items()
-                       if getattr(args, key, None) is None}  # a flag beats the sweep file's per-model value
-        model_space = searched_space(experiment, budget, args.search, {**fixed, **model_fixed})
-        if experiment.trainable == "decoder":
-            check_decoder(model, {**fixed, **model_fixed}, model_space, has_gpu, budget_name)
-        model_rows.append({"name": model.name, "source": model.source, "params_m": round(model.params_m, 1),
-                           "cpus_per_trial": cpus, "gpus_per_trial": gpus, "note": model.note,
-                           "fixed": model_fixed, "searched": sorted(model_space),
-                           "num_samples": (math.prod(len(v) for v in model_space.values()) if args.search == "grid"
-                                           else num_samples)})
+        for study in studies:
+            model_fixed = {**{key: value for key, value in experiment.per_model.get(model.name, {}).items()
+                              if getattr(args, key, None) is None},  # a flag beats the sweep file's value
+                           **study}
+            model_space = searched_space(experiment, budget, args.search, {**fixed, **model_fixed})
+            if experiment.trainable == "decoder":
+                check_decoder(model, {**fixed, **model_fixed}, model_space, has_gpu, budget_name)
+            if model_fixed.get("variant") == "qlora" and (problem := four_bit_problem()):
+                fail(f"--variant qlora: {problem}")
+            model_rows.append({
+                "name": "-".join([model.name, *map(str, study.values())]), "source": model.source,
+                "params_m": round(model.params_m, 1), "cpus_per_trial": cpus, "gpus_per_trial": gpus,
+                "note": model.note, "fixed": model_fixed, "searched": sorted(model_space),
+                "num_samples": (math.prod(len(v) for v in model_space.values()) if args.search == "grid"
+                                else num_samples),
+                "first_trial": first_trial(experiment, model_space) if args.search != "grid" else None})
 
     name = args.name or f"{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_dir = Path(args.storage).expanduser().resolve() / name
@@ -244,6 +263,20 @@ def searched_space(experiment: Experiment, budget: Budget, search: str, fixed: d
     space = experiment.grid(budget) if search == "grid" else experiment.search_space(budget)
     applies = experiment.param_applies or (lambda key, values: True)
     return {key: value for key, value in space.items() if key not in fixed and applies(key, fixed)}
+
+
+def first_trial(experiment: Experiment, space: dict) -> dict | None:
+    """The point a study starts at (Experiment.start_at), moved inside each searched range; None if unused."""
+    if not experiment.start_at.keys() & space.keys():
+        return None
+    start = {**import_module(f"trainables.{experiment.trainable}").DEFAULTS, **experiment.start_at}
+    point = {}
+    for key, distribution in space.items():
+        if isinstance(distribution, CategoricalDistribution):
+            point[key] = start[key] if start[key] in distribution.choices else distribution.choices[0]
+        else:
+            point[key] = min(max(start[key], distribution.low), distribution.high)
+    return point
 
 
 def possible_values(key: str, fixed: dict, space: dict, default) -> list:
@@ -293,6 +326,8 @@ def print_plan(plan: Plan, data: EmotionData) -> None:
         if model.get("fixed"):
             print(f"    fixed {model['fixed']}; searched {', '.join(model['searched']) or 'nothing'}; "
                   f"{model['num_samples']} trials")
+        if model.get("first_trial"):
+            print(f"    first trial at {model['first_trial']}")
     print(f"  W&B {plan.wandb}; results in {plan.sweep_dir}")
 
 
@@ -357,7 +392,8 @@ def run_model(plan: Plan, experiment: Experiment, data: EmotionData, model: dict
         distributions = ({k: CategoricalDistribution(v) for k, v in space.items()} if plan.search == "grid"
                          else space)
         searcher = OptunaSearch(space=distributions, metric=METRIC, mode="max",
-                                sampler=make_sampler(plan.search, space, plan.seed, num_samples))
+                                sampler=make_sampler(plan.search, space, plan.seed, num_samples),
+                                points_to_evaluate=[model["first_trial"]] if model.get("first_trial") else None)
         if plan.max_concurrent:
             searcher = ConcurrencyLimiter(searcher, max_concurrent=plan.max_concurrent)
         scheduler = (ASHAScheduler(max_t=plan.max_epochs, grace_period=1, reduction_factor=2)

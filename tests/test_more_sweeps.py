@@ -87,7 +87,7 @@ def test_semeval_ec_writes_a_leaderboard_file_that_round_trips(tmp_path, data_di
 
 
 def test_emotion6_reports_accuracy_and_per_class_f1(tmp_path, data_dirs, tiny_model):
-    result = smoke("emotion6.py", data_dirs["emotion6"], tiny_model, tmp_path)
+    result = smoke("emotion6.py", data_dirs["emotion6"], tiny_model, tmp_path, "--variant", "baseline")
     row, arrays = best_arrays(tmp_path / "smoke")
     assert {"test_accuracy", "test_macro_f1"} <= set(row) and "test_accuracy" in result.stdout
     per_class = (tmp_path / "smoke" / "per_class_f1.csv").read_text().splitlines()

@@ -37,6 +37,7 @@ from trainables.encoder import length_grouped_batches
 from trainables.labels_text import CHAT_TEMPLATES, TEXT_SLOT, answer_text, parse_answer, template_problem, \
     template_text
 from trainables.metrics import choose_thresholds, macro_f1, multilabel_report
+from trainables.models import four_bit_problem
 
 DEFAULTS = {
     "mode": "generation",  # generation | head
@@ -93,13 +94,8 @@ def setup_problem(source: str, modes: list[str], templates: list[str], lora_rs: 
     for template in templates if "generation" in modes else []:
         if template_problem(template):
             return template_problem(template)
-    try:
-        import bitsandbytes.functional as bnb_functional
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        bnb_functional.quantize_4bit(torch.zeros(64, device=device), quant_type="nf4")
-    except Exception as error:  # noqa: BLE001 - any failure means no 4-bit here
-        return f"bitsandbytes 4-bit quantization is unavailable on this platform ({type(error).__name__}: {error})"
+    if problem := four_bit_problem():
+        return problem
     try:
         tokenizer = load_tokenizer(source)
     except (OSError, ValueError) as error:
@@ -371,5 +367,6 @@ def train_decoder(config: dict, data: EmotionData) -> None:
             torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
                         "best_val": best_val}, Path(directory) / "training_state.pt")
             np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1,
-                                val_macro_f1=metrics["val_macro_f1"], **arrays)
+                                val_macro_f1=metrics["val_macro_f1"],
+                                label_names=np.array(data.label_names), **arrays)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))

@@ -4,6 +4,15 @@ Reads top to bottom: config → data → model → optimizer → (resume) → ep
 thresholds / checkpoint + report. Multi-label data trains with sigmoid + BCE (optional inverse-frequency
 pos_weight) and tunes decision thresholds on validation; single-label data trains with softmax + CE.
 
+Three training variants, chosen by `config["variant"]`, compared side by side by sweeps/emotion6.py:
+- baseline: every weight fine-tuned in FP32 (bf16/fp16 autocast on GPU).
+- qat: quantization-aware training for the dynamic INT8 that analysis.quantize serves with. Every Linear
+  trains through torch.ao's dynamic-QAT Linear (INT8 fake quantization of its weights, straight-through
+  gradients), so the weights learn to survive rounding. Checkpoints hold the plain float weights; converting
+  them is `quantize_dynamic`, the same per-tensor symmetric INT8 the fake quantization simulated.
+- qlora: the body frozen in 4-bit NF4 (bitsandbytes) with LoRA adapters on the attention query/key/value
+  projections and the head trained in full (peft `modules_to_save`); checkpoints hold adapters and head only.
+
 Every checkpoint holds the full training state (so a retried or resumed trial continues where it stopped)
 and that epoch's validation probabilities. Epochs that match or beat the best validation score so far also
 run the test split and store its probabilities: Ray keeps the best checkpoint by validation macro-F1 plus
@@ -20,13 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from ray import tune
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig,
+                          get_linear_schedule_with_warmup)
 
 from trainables.data import EmotionData, preprocess
 from trainables.metrics import choose_thresholds, multilabel_report, singlelabel_report
 
 DEFAULTS = {
-    "lr": 5e-5,  # encoder body
+    "variant": "baseline",  # baseline | qat | qlora
+    "lr": 5e-5,  # encoder body (baseline, qat)
     "head_lr": 1e-3,  # the freshly initialised classification head learns faster than the body
     "batch_size": 32,
     "eval_batch_size": 64,
@@ -39,8 +50,22 @@ DEFAULTS = {
     "pos_weight_clip": 30.0,
     "thresholds": "exact",  # exact | optuna
     "preprocess": "none",  # none | tweet (trainables.data.PREPROCESSORS), applied to texts before tokenizing
+    "lora_lr": 5e-4,  # qlora: the adapters (a low-rank update learns best at a higher rate than full weights)
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.1,
     "seed": 0,
 }
+VARIANTS = ("baseline", "qat", "qlora")
+VARIANT_ONLY = {"lr": ("baseline", "qat"), "lora_lr": ("qlora",), "lora_r": ("qlora",), "lora_alpha": ("qlora",),
+                "lora_dropout": ("qlora",)}
+ATTENTION_QKV = ("query", "key", "value", "q_lin", "k_lin", "v_lin", "q_proj", "k_proj", "v_proj")  # BERT family,
+# DistilBERT, and newer encoders' names for the attention input projections
+
+
+def param_applies(key: str, fixed: dict) -> bool:
+    """Whether a searched parameter matters for the trials' variant (LoRA rank does not for a full fine-tune)."""
+    return fixed.get("variant", DEFAULTS["variant"]) in VARIANT_ONLY.get(key, VARIANTS)
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -67,6 +92,56 @@ def collate(input_ids: list[list[int]], indices: np.ndarray, pad_id: int, device
         ids[r, :len(row)] = torch.tensor(row)
         mask[r, :len(row)] = 1
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def fake_quantize_linears(model: torch.nn.Module) -> None:
+    """Swap every nn.Linear for torch.ao's dynamic-QAT Linear (in place), keeping its trained weights."""
+    import torch.ao.nn.qat.dynamic as qat_dynamic
+    from torch.ao.quantization import default_dynamic_qat_qconfig
+
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is torch.nn.Linear:
+                child.qconfig = default_dynamic_qat_qconfig
+                setattr(module, name, qat_dynamic.Linear.from_float(child))
+
+
+def head_modules(model: torch.nn.Module) -> list[str]:
+    """Names of the task head's modules with weights: everything outside the pretrained body."""
+    return [name for name, child in model.named_children()
+            if name != model.base_model_prefix and any(True for _ in child.parameters())]
+
+
+def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: Path | None = None
+                 ) -> torch.nn.Module:
+    """The model a trial trains (or analysis evaluates): the pretrained body with a new head sized for the
+    label set, or the saved `model/` dir of a checkpoint, built for `config["variant"]`."""
+    config = {**DEFAULTS, **config}
+    labels = {"num_labels": data.num_labels, "id2label": dict(enumerate(data.label_names)),
+              "label2id": {n: i for i, n in enumerate(data.label_names)},
+              "problem_type": "multi_label_classification" if data.multi_label else "single_label_classification"}
+    if config["variant"] != "qlora":
+        model = AutoModelForSequenceClassification.from_pretrained(
+            saved or config["model_source"], ignore_mismatched_sizes=True, **labels).to(device)
+        if config["variant"] == "qat":
+            fake_quantize_linears(model)
+        return model
+
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    compute_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=["classifier"])
+    model = AutoModelForSequenceClassification.from_pretrained(
+        config["model_source"], ignore_mismatched_sizes=True, quantization_config=quantization, dtype=compute_dtype,
+        device_map={"": device.index or 0} if device.type == "cuda" else None, **labels)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)  # small bodies fit as they are
+    if saved:
+        return PeftModel.from_pretrained(model, saved, is_trainable=True)
+    targets = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules()} & set(ATTENTION_QKV))
+    return get_peft_model(model, LoraConfig(
+        r=int(config["lora_r"]), lora_alpha=int(config["lora_alpha"]), lora_dropout=float(config["lora_dropout"]),
+        target_modules=targets, modules_to_save=head_modules(model), task_type="SEQ_CLS"))
 
 
 def train_encoder(config: dict, data: EmotionData) -> None:
@@ -102,13 +177,11 @@ def train_encoder(config: dict, data: EmotionData) -> None:
     # continues from its last checkpoint instead.
     checkpoint = tune.get_checkpoint()
     resume_dir = Path(checkpoint.to_directory()) if checkpoint else None
-    model = AutoModelForSequenceClassification.from_pretrained(
-        resume_dir / "model" if resume_dir else config["model_source"], num_labels=data.num_labels,
-        ignore_mismatched_sizes=True,
-        problem_type="multi_label_classification" if multi_label else "single_label_classification",
-        id2label=dict(enumerate(data.label_names)), label2id={n: i for i, n in enumerate(data.label_names)},
-    ).to(device)
-    params_m = sum(p.numel() for p in model.parameters()) / 1e6
+    model = load_encoder(config, data, device, resume_dir / "model" if resume_dir else None)
+    qlora = config["variant"] == "qlora"
+    trainable_params, all_params = (model.get_nb_trainable_parameters() if qlora else  # 4-bit counted unpacked
+                                    (sum(p.numel() for p in model.parameters()),) * 2)
+    params_m, trainable_params_m = all_params / 1e6, trainable_params / 1e6
 
     if multi_label:
         pos_weight = None
@@ -120,19 +193,23 @@ def train_encoder(config: dict, data: EmotionData) -> None:
     else:
         loss_fn = torch.nn.CrossEntropyLoss()
 
-    # Optimizer: the head is everything outside the pretrained body, with its own learning rate.
-    body_ids = {id(p) for p in model.base_model.parameters()}
+    # Optimizer: the head is everything outside the pretrained body, with its own learning rate. QLoRA trains
+    # only the adapters (at lora_lr) and the head.
+    body_ids = {id(p) for p in model.base_model.parameters()} if not qlora else set()
     groups = {"body": [], "head": [], "no_decay": []}
     for name, param in model.named_parameters():
-        if id(param) not in body_ids:
+        if not param.requires_grad:
+            continue
+        if "modules_to_save" in name or (not qlora and id(param) not in body_ids):
             groups["head"].append(param)
         elif param.ndim < 2:  # biases and LayerNorm weights are not decayed
             groups["no_decay"].append(param)
         else:
             groups["body"].append(param)
+    body_lr = config["lora_lr"] if qlora else config["lr"]
     optimizer = torch.optim.AdamW([
-        {"params": groups["body"], "lr": config["lr"], "weight_decay": config["weight_decay"]},
-        {"params": groups["no_decay"], "lr": config["lr"], "weight_decay": 0.0},
+        {"params": groups["body"], "lr": body_lr, "weight_decay": config["weight_decay"]},
+        {"params": groups["no_decay"], "lr": body_lr, "weight_decay": 0.0},
         {"params": groups["head"], "lr": config["head_lr"], "weight_decay": config["weight_decay"]},
     ])
     epochs = int(config["epochs"])
@@ -178,7 +255,7 @@ def train_encoder(config: dict, data: EmotionData) -> None:
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config["grad_clip"])
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
@@ -189,7 +266,8 @@ def train_encoder(config: dict, data: EmotionData) -> None:
         val_probs, val_loss = predict(val_ids, val_lengths, val_labels)
         y_val = data.validation.labels
         metrics = {"epoch": epoch + 1, "train_loss": train_loss / seen, "val_loss": val_loss,
-                   "train_examples_per_s": seen / train_seconds, "params_m": params_m}
+                   "train_examples_per_s": seen / train_seconds, "params_m": params_m,
+                   "trainable_params_m": trainable_params_m}
         arrays = {"val_probs": val_probs, "val_labels": y_val}
         if multi_label:
             global_t, per_class_t = choose_thresholds(val_probs, y_val, config["thresholds"], seed)
@@ -213,10 +291,14 @@ def train_encoder(config: dict, data: EmotionData) -> None:
         metrics["best_val_macro_f1"] = best_val
 
         with tempfile.TemporaryDirectory() as directory:
-            model.save_pretrained(Path(directory) / "model")
+            # qlora: adapters + head only; qat: the float weights without the fake-quantization state
+            model.save_pretrained(Path(directory) / "model", **({"state_dict": {
+                key: value for key, value in model.state_dict().items() if "fake_quant" not in key}}
+                if config["variant"] == "qat" else {}))
             torch.save({"optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val": best_val},
                        Path(directory) / "training_state.pt")
             np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1,
-                                val_macro_f1=metrics["val_macro_f1"], **arrays)
+                                val_macro_f1=metrics["val_macro_f1"],
+                                label_names=np.array(data.label_names), **arrays)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))

@@ -109,3 +109,16 @@ def resolve_model(name: str, hub_ok: bool) -> ResolvedModel:
     raise ModelError(f"--models {name}: {info.hub_id} is not in the local Hugging Face cache and the hub is "
                      f"unreachable; pass a local model directory instead")
 
+
+def four_bit_problem() -> str | None:
+    """Why bitsandbytes cannot quantize to 4-bit NF4 on this machine (one line), or None when it can."""
+    import torch
+
+    try:
+        import bitsandbytes.functional as bnb_functional
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        bnb_functional.quantize_4bit(torch.zeros(64, device=device), quant_type="nf4")
+    except Exception as error:  # noqa: BLE001 - any failure means no 4-bit here
+        return f"bitsandbytes 4-bit quantization is unavailable on this platform ({type(error).__name__}: {error})"
+    return None
