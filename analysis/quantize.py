@@ -254,8 +254,8 @@ def markdown(rows: list[dict], skipped: list[str], env: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_quantization(path: Path, library: str = "torch.ao", threads: int = 1, repeats: int = 10) -> str:
-    path = Path(path)
+def best_trials_to_serve(path: Path) -> tuple[list[dict], str, EmotionData, list[str]]:
+    """(best row per model, dataset name, the sweep's validation and test rows, one line per skipped trial)."""
     rows, skipped_trials = best_per_model(read_trials(path))
     if not rows:
         raise ExperimentError(f"{path}: no trial finished an epoch with saved predictions")
@@ -263,8 +263,14 @@ def write_quantization(path: Path, library: str = "torch.ao", threads: int = 1, 
         dataset, data = sweep_eval_data(path)
     except DataError as error:
         raise ExperimentError(str(error)) from None
-    results, skipped = [], [f"{t.model} {t.directory}: {t.error or 'no checkpoint with test predictions'}"
-                            for t in skipped_trials]
+    return rows, dataset, data, [f"{t.model} {t.directory}: {t.error or 'no checkpoint with test predictions'}"
+                                 for t in skipped_trials]
+
+
+def write_quantization(path: Path, library: str = "torch.ao", threads: int = 1, repeats: int = 10) -> str:
+    path = Path(path)
+    rows, dataset, data, skipped = best_trials_to_serve(path)
+    results = []
     for row in rows:
         try:
             results.append(quantize_trial(row, dataset, data, library, threads, repeats))

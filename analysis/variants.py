@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis.best_trials import ExperimentError, best_per_model, evaluate, read_trials
-from analysis.quantize import (BATCH_SIZE, check_same_rows, environment, load_trial, quantize_int8, repredict,
-                               size_mb, sweep_eval_data)
-from trainables.data import DataError, EmotionData
+from analysis.best_trials import ExperimentError, evaluate
+from analysis.quantize import (BATCH_SIZE, best_trials_to_serve, check_same_rows, environment, load_trial,
+                               quantize_int8, repredict, size_mb)
+from trainables.data import EmotionData
 from trainables.encoder import collate
 
 # The forms each trained variant is served as, in table order.
@@ -95,16 +95,9 @@ def markdown(rows: list[dict], skipped: list[str], env: dict) -> str:
 
 def write_variants(path: Path, threads: int = 1, repeats: int = 3) -> str:
     path = Path(path)
-    rows, skipped_trials = best_per_model(read_trials(path))
-    if not rows:
-        raise ExperimentError(f"{path}: no trial finished an epoch with saved predictions")
-    try:
-        _, data = sweep_eval_data(path)
-    except DataError as error:
-        raise ExperimentError(str(error)) from None
+    rows, _, data, skipped = best_trials_to_serve(path)
     torch.set_num_threads(threads)
-    results, skipped = [], [f"{t.model} {t.directory}: {t.error or 'no checkpoint with test predictions'}"
-                            for t in skipped_trials]
+    results = []
     for row in rows:
         try:
             results += variant_rows(row, data, repeats)

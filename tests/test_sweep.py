@@ -59,7 +59,7 @@ def test_tpe_sweep_with_asha_wandb_and_analysis(tmp_path, goemotions_dir, tiny_b
     assert (sweep_dir / "best_trials.csv").read_text().startswith("model,")
 
     # The saved predictions are the best epoch's, with thresholds chosen on validation.
-    with np.load(next(best_trial.glob(f"checkpoint_*/predictions.npz"))) as npz:
+    with np.load(next(best_trial.glob("checkpoint_*/predictions.npz"))) as npz:
         assert npz["val_probs"].shape == (48, 28) and npz["test_probs"].shape == (48, 28)
         assert npz["per_class_thresholds"].shape == (28,)
 
