@@ -24,6 +24,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import bootstrap  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, f1_score, precision_recall_fscore_support  # noqa: E402
@@ -149,37 +150,49 @@ def plot_macro_f1(entries: list[dict], path: Path) -> Path:
     """Grouped bars: test macro-F1 per model, one bar per label scheme, with the bootstrap interval."""
     models = sorted({e["model"] for e in entries})
     schemes = sorted({e["scheme"] for e in entries})
-    width = 0.8 / len(schemes)
-    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(models) * len(schemes)), 4.5))
-    for s, scheme in enumerate(schemes):
-        chosen = {e["model"]: e for e in entries if e["scheme"] == scheme}
-        xs = [m + s * width for m, name in enumerate(models) if name in chosen]
-        values = [chosen[name]["test_macro_f1"] for name in models if name in chosen]
-        # A percentile interval can miss a biased point estimate on tiny test sets; bars never go negative.
-        errors = np.clip([[chosen[n]["test_macro_f1"] - chosen[n]["ci"][0], chosen[n]["ci"][1]
-                           - chosen[n]["test_macro_f1"]] for n in models if n in chosen], 0, None).T
-        axes.bar(xs, values, width, yerr=errors, capsize=3, label=scheme)
-    axes.set_xticks([m + 0.4 - width / 2 for m in range(len(models))], models, rotation=15)
+    colours = dict(zip(schemes, plt.rcParams["axes.prop_cycle"].by_key()["color"] * len(schemes)))
+    width = 0.8 / max(sum(e["model"] == m for e in entries) for m in models)
+    figure, axes = plt.subplots(figsize=(max(6, 0.9 * len(entries) + 1.5 * len(models)), 4.5))
+    for m, model in enumerate(models):
+        mine = sorted((e for e in entries if e["model"] == model), key=lambda e: e["scheme"])
+        for i, e in enumerate(mine):  # the model's bars centred on its tick
+            # A percentile interval can miss a biased point estimate on tiny test sets; bars never go negative.
+            error = np.clip([[e["test_macro_f1"] - e["ci"][0]], [e["ci"][1] - e["test_macro_f1"]]], 0, None)
+            axes.bar(m + (i - (len(mine) - 1) / 2) * width, e["test_macro_f1"], width, yerr=error, capsize=3,
+                     color=colours[e["scheme"]])
+    axes.set_xticks(range(len(models)), models, rotation=15, ha="right")
     axes.set_ylabel("test macro-F1 (95% bootstrap CI)")
     axes.set_title("Macro-F1 by model and label scheme (best trial by validation)")
-    axes.legend(fontsize=8)
+    axes.legend(handles=[Patch(color=colours[scheme], label=scheme) for scheme in schemes], fontsize=8)
     return save(figure, path)
 
 
-def plot_latency_vs_f1(points: list[dict], path: Path) -> Path:
-    """One panel per scheme: CPU latency vs test macro-F1 for FP32 and INT8 models, Pareto front joined."""
+def label_points(axis: plt.Axes, points: list[tuple[float, float, str]]) -> None:
+    """Name each point beside it: labels of points that (nearly) coincide are stacked instead of overprinted,
+    and points in the right half are labelled to their left so the text stays inside the axes."""
+    (x0, x1), (y0, y1) = axis.get_xlim(), axis.get_ylim()
+    placed: list[tuple[float, float]] = []  # positions as fractions of the axes
+    for x, y, text in points:
+        fx, fy = (x - x0) / (x1 - x0), (y - y0) / (y1 - y0)
+        level = sum(abs(fx - px) < 0.1 and abs(fy - py) < 0.04 for px, py in placed)
+        placed.append((fx, fy))
+        axis.annotate(text, (x, y), fontsize=7, xytext=(-4 if fx > 0.5 else 4, 4 + 10 * level),
+                      textcoords="offset points", ha="right" if fx > 0.5 else "left")
+
+
+def plot_latency_vs_f1(points: list[dict], path: Path, unit: str = "ms per batch of 32") -> Path:
+    """One panel per scheme: CPU latency vs test macro-F1 for FP32 and quantized models, Pareto front joined."""
     schemes = sorted({p["scheme"] for p in points})
     figure, axes = plt.subplots(1, len(schemes), figsize=(5.5 * len(schemes), 4.5), squeeze=False)
     for axis, scheme in zip(axes[0], schemes):
         mine = [p for p in points if p["scheme"] == scheme]
         for p in mine:
             axis.scatter(p["latency_ms"], p["f1"], marker="o" if p["precision"] == "FP32" else "s")
-            axis.annotate(f"{p['model']} {p['precision']}", (p["latency_ms"], p["f1"]), fontsize=8,
-                          xytext=(4, 4), textcoords="offset points")
+        label_points(axis, [(p["latency_ms"], p["f1"], f"{p['model']} {p['precision']}") for p in mine])
         front = [mine[i] for i in pareto_front([(p["latency_ms"], p["f1"]) for p in mine])]
         axis.plot([p["latency_ms"] for p in front], [p["f1"] for p in front], "k--", lw=1, marker="o", ms=13,
                   mfc="none", label="Pareto front (ringed)")
-        axis.set_xlabel(f"CPU ms per batch of 32 ({mine[0]['threads']} thread(s))")
+        axis.set_xlabel(f"CPU {unit} ({mine[0]['threads']} thread(s))")
         axis.set_ylabel("test macro-F1")
         axis.set_title(scheme, fontsize=10)
         axis.legend(fontsize=8)
@@ -194,8 +207,6 @@ def plot_fp32_vs_int8(rows: list[dict], path: Path) -> Path:
                                                                            row["int8_test_macro_f1"])
         axis.annotate("", end, start, arrowprops={"arrowstyle": "->", "color": "tab:blue"})
         axis.scatter(*zip(start, end), c=["tab:blue", "tab:orange"], s=25)
-        axis.annotate(f"{row['model']} ({row['scheme']}) x{row['speedup']:.2f}", start, fontsize=7,
-                      xytext=(4, 4), textcoords="offset points")
     axis.scatter([], [], c="tab:blue", label="FP32")
     axis.scatter([], [], c="tab:orange", label="INT8 (dynamic)")
     axis.set_xlabel("CPU ms per batch of 32")
@@ -203,6 +214,8 @@ def plot_fp32_vs_int8(rows: list[dict], path: Path) -> Path:
     axis.set_title("FP32 -> INT8 trade-off")
     axis.legend(fontsize=8)
     axis.margins(0.2)
+    label_points(axis, [(row["fp32_latency_ms"], row["fp32_test_macro_f1"],
+                         f"{row['model']} ({row['scheme']}) x{row['speedup']:.2f}") for row in rows])
     return save(figure, path)
 
 
@@ -262,7 +275,8 @@ def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[s
               "| model | scheme | params (M) | CPU ms / batch of 32 | threads |", "|---|---|---|---|---|"]
     for e in sorted(entries, key=lambda e: (e["scheme"], e["model"])):
         quantized, trial = e["experiment"].quantized.get(e["model"]), e["row"]["trial_dir"]
-        latency = link(quantized["fp32_latency_ms"], trial, out) if quantized else "not measured"
+        latency = (link(quantized["fp32_latency_ms"], trial, out) if quantized else
+                   "see Table 4" if any(v["trial_dir"] == trial for v in e["experiment"].variants) else "not measured")
         threads = quantized["threads"] if quantized else ""
         lines.append(f"| {e['model']} | {e['scheme']} | {link(e['row']['params_m'], trial, out)} | {latency} "
                      f"| {threads} |")
@@ -273,7 +287,7 @@ def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[s
         lines += ["| model | scheme | FP32 test macro-F1 | INT8 test macro-F1 | Δ macro-F1 | FP32 ms | INT8 ms "
                   "| speedup | FP32 MB | INT8 MB | threads |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for q in int8_rows:
-            cells = [link(q.get(k, float("nan")), q["trial_dir"], out) for k in (
+            cells = [link(q[k], q["trial_dir"], out) if k in q else "n/a" for k in (
                 "fp32_test_macro_f1", "int8_test_macro_f1", "delta_test_macro_f1", "fp32_latency_ms",
                 "int8_latency_ms", "speedup", "fp32_size_mb", "int8_size_mb")]
             lines.append(f"| {q['model']} | {q['scheme']} | " + " | ".join(cells) + f" | {q['threads']} |")
@@ -307,6 +321,11 @@ def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[s
                for q in int8_rows if "int8_test_macro_f1" in q]
     if points:
         figures.append(plot_latency_vs_f1(points, out / "latency_vs_macro_f1.png"))
+    if variant_rows:
+        figures.append(plot_latency_vs_f1(
+            [{"scheme": v["scheme"], "model": v["model"], "precision": v["form"], "f1": v["test_macro_f1"],
+              "latency_ms": v["per_sample_ms"], "threads": v["threads"]} for v in variant_rows if "test_macro_f1" in v],
+            out / "variants_latency_vs_macro_f1.png", unit="ms per test sample (whole split, batches of 32)"))
     if any("fp32_test_macro_f1" in q for q in int8_rows):
         figures.append(plot_fp32_vs_int8([q for q in int8_rows if "fp32_test_macro_f1" in q],
                                          out / "fp32_vs_int8.png"))

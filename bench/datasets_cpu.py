@@ -24,7 +24,7 @@ COMMON = ["--models", "minilm", "--budget", "cpu", "--num-samples", "1", "--sche
 RUNS = {
     "semeval_ec": ("semeval_ec.py", "semeval2018_ec", ["--train-rows", "4000", "--preprocess", "tweet"],
                    ("val_jaccard", "val_macro_f1", "val_micro_f1")),
-    "emotion6": ("emotion6.py", "emotion6", ["--train-rows", "3000", "--val-rows", "1000"],
+    "emotion6": ("emotion6.py", "emotion6", ["--train-rows", "3000", "--val-rows", "1000", "--variant", "baseline"],
                  ("test_accuracy", "test_macro_f1", "val_macro_f1")),
 }
 
