@@ -83,7 +83,8 @@ def test_qlora_checkpoint_holds_adapters_and_head_only(experiment):
     model_dir = best_checkpoint(sweep_dir, "tiny-qlora") / "model"
     config = json.loads((model_dir / "adapter_config.json").read_text())
     assert (config["r"], config["lora_alpha"], config["lora_dropout"]) == (16, 32, 0.1)
-    assert set(config["target_modules"]) == {"query", "key", "value"} and "classifier" in config["modules_to_save"]
+    assert set(config["target_modules"]) == {"query", "key", "value"}
+    assert {"classifier", "pooler"} <= set(config["modules_to_save"])  # the head and BERT's [CLS] pooler train
     keys = load_file(model_dir / "adapter_model.safetensors").keys()
     assert any("lora_A" in key for key in keys) and any("classifier" in key for key in keys)
     assert not any("embeddings" in key or "intermediate" in key for key in keys)  # no base weights

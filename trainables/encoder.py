@@ -11,7 +11,8 @@ Three training variants, chosen by `config["variant"]`, compared side by side by
   gradients), so the weights learn to survive rounding. Checkpoints hold the plain float weights; converting
   them is `quantize_dynamic`, the same per-tensor symmetric INT8 the fake quantization simulated.
 - qlora: the body frozen in 4-bit NF4 (bitsandbytes) with LoRA adapters on the attention query/key/value
-  projections and the head trained in full (peft `modules_to_save`); checkpoints hold adapters and head only.
+  projections and the head (with the body's pooler) trained in full (peft `modules_to_save`); checkpoints
+  hold adapters and head only.
 
 Every checkpoint holds the full training state (so a retried or resumed trial continues where it stopped)
 and that epoch's validation probabilities. Epochs that match or beat the best validation score so far also
@@ -107,9 +108,13 @@ def fake_quantize_linears(model: torch.nn.Module) -> None:
 
 
 def head_modules(model: torch.nn.Module) -> list[str]:
-    """Names of the task head's modules with weights: everything outside the pretrained body."""
-    return [name for name, child in model.named_children()
-            if name != model.base_model_prefix and any(True for _ in child.parameters())]
+    """Names of the modules QLoRA trains in full: everything outside the pretrained body, plus the body's pooler
+    where it has one (BERT-style models classify from a dense + tanh over [CLS]; frozen in 4-bit it would feed
+    the head features no one trained for this task, and sentence-embedding checkpoints never trained it)."""
+    names = [name for name, child in model.named_children()
+             if name != model.base_model_prefix and any(True for _ in child.parameters())]
+    pooler = getattr(model.base_model, "pooler", None)
+    return names + ["pooler"] if pooler is not None and any(True for _ in pooler.parameters()) else names
 
 
 def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: Path | None = None
@@ -131,7 +136,7 @@ def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: P
 
     compute_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                      bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=["classifier"])
+                                      bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=["classifier", "pooler", "pooler.dense"])
     model = AutoModelForSequenceClassification.from_pretrained(
         config["model_source"], ignore_mismatched_sizes=True, quantization_config=quantization, dtype=compute_dtype,
         device_map={"": device.index or 0} if device.type == "cuda" else None, **labels)
