@@ -49,6 +49,35 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, tiny_bert,
     assert len(json.loads((sweep_dir / "best_trials.json").read_text())) == 1
 
 
+@pytest.mark.parametrize("kind", ["encoder", "decoder"])
+def test_killed_qlora_trial_continues_from_its_adapter_checkpoint(tmp_path, kind, slow_epochs_data):
+    """QLoRA checkpoints hold adapters and head only: the retried trial rebuilds the 4-bit base and loads them
+    (encoder: emotion6's qlora variant; decoder: the head mode)."""
+    from tests.conftest import build_tiny_bert
+    from tests.test_datasets import write_emotion6
+    from tests.test_decoder import build_tiny_qwen, fixture_texts
+
+    if kind == "encoder":
+        data_dir = write_emotion6(tmp_path / "e6", sizes=(TRAIN_ROWS, 48, 48))
+        texts = [line.split(";")[0] for f in ("train.txt", "val.txt", "test.txt")
+                 for line in (data_dir / f).read_text().splitlines()]
+        model = build_tiny_bert(tmp_path / "bert", texts)
+        script, extra = "emotion6.py", ["--variant", "qlora"]
+    else:
+        data_dir, model = slow_epochs_data, build_tiny_qwen(tmp_path / "qwen", fixture_texts(slow_epochs_data))
+        script, extra = "qlora_goemotions.py", ["--mode", "head"]
+    proc = start_sweep(REPO / "sweeps" / script, "--data-dir", data_dir, "--models", model, "--budget", "smoke",
+                       "--epochs", 3, "--train-rows", TRAIN_ROWS, "--num-samples", 1, "--cpus-per-trial", 1,
+                       "--scheduler", "none", "--storage", tmp_path, "--name", "kill", "--no-dashboard", *extra)
+    worker_pid = kill_worker_after_first_epoch(tmp_path / "kill", proc)
+    output = finish(proc)
+    assert proc.returncode == 0, output[-3000:]
+    [trial] = trial_dirs(tmp_path / "kill")
+    rows = results(trial)
+    assert [r["epoch"] for r in rows] == [1, 2, 3], output[-3000:]
+    assert rows[0]["pid"] == worker_pid and worker_pid not in {r["pid"] for r in rows[1:]}
+
+
 def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tiny_bert, slow_epochs_data):
     args = ["--data-dir", slow_epochs_data, "--models", tiny_bert, "--budget", "smoke", "--epochs", 2,
             "--train-rows", TRAIN_ROWS, "--num-samples", 3, "--cpus-per-trial", 1, "--search", "random",
