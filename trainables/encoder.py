@@ -60,8 +60,8 @@ DEFAULTS = {
 VARIANTS = ("baseline", "qat", "qlora")
 VARIANT_ONLY = {"lr": ("baseline", "qat"), "lora_lr": ("qlora",), "lora_r": ("qlora",), "lora_alpha": ("qlora",),
                 "lora_dropout": ("qlora",)}
-ATTENTION_QKV = ("query", "key", "value", "q_lin", "k_lin", "v_lin", "q_proj", "k_proj", "v_proj")  # BERT family,
-# DistilBERT, and newer encoders' names for the attention input projections
+# The attention input projections QLoRA adapts, as the BERT family, DistilBERT and newer encoders name them.
+ATTENTION_QKV = ("query", "key", "value", "q_lin", "k_lin", "v_lin", "q_proj", "k_proj", "v_proj")
 
 
 def param_applies(key: str, fixed: dict) -> bool:
@@ -136,7 +136,8 @@ def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: P
 
     compute_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                      bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=["classifier", "pooler", "pooler.dense"])
+                                      bnb_4bit_compute_dtype=compute_dtype,
+                                      llm_int8_skip_modules=["classifier", "pooler", "pooler.dense"])  # they train
     model = AutoModelForSequenceClassification.from_pretrained(
         config["model_source"], ignore_mismatched_sizes=True, quantization_config=quantization, dtype=compute_dtype,
         device_map={"": device.index or 0} if device.type == "cuda" else None, **labels)
