@@ -284,6 +284,14 @@ def write_quantization(path: Path, library: str = "torch.ao", threads: int = 1, 
     return text
 
 
+def timing_flags_problem(threads: int, repeats: int) -> str | None:
+    """One line naming the first of --threads / --repeats below 1, or None."""
+    for flag, value in (("--threads", threads), ("--repeats", repeats)):
+        if value < 1:
+            return f"{flag} {value}: must be >= 1"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment_dir", type=Path)
@@ -292,10 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while timing (default 1)")
     parser.add_argument("--repeats", type=int, default=10, help="timed passes over each latency batch")
     args = parser.parse_args(argv)
-    for flag, value in (("--threads", args.threads), ("--repeats", args.repeats)):
-        if value < 1:
-            print(f"error: {flag} {value}: must be >= 1", file=sys.stderr)
-            return 2
+    if problem := timing_flags_problem(args.threads, args.repeats):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.library == "torchao" and importlib.util.find_spec("torchao") is None:
         print("error: --library torchao: not installed (pip install -e '.[bench]')", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ import torch
 
 from analysis.best_trials import ExperimentError, evaluate
 from analysis.quantize import (BATCH_SIZE, best_trials_to_serve, check_same_rows, environment, load_trial,
-                               quantize_int8, repredict, size_mb)
+                               quantize_int8, repredict, size_mb, timing_flags_problem)
 from trainables.data import EmotionData
 from trainables.encoder import collate
 
@@ -119,10 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while timing (default 1)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over the test split (default 3)")
     args = parser.parse_args(argv)
-    for flag, value in (("--threads", args.threads), ("--repeats", args.repeats)):
-        if value < 1:
-            print(f"error: {flag} {value}: must be >= 1", file=sys.stderr)
-            return 2
+    if problem := timing_flags_problem(args.threads, args.repeats):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         print(write_variants(args.experiment_dir, args.threads, args.repeats))
     except ExperimentError as error:
