@@ -13,6 +13,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from sklearn.metrics import f1_score, jaccard_score
@@ -257,8 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment_dir", type=Path)
     args = parser.parse_args(argv)
+    return print_or_fail(lambda: write_best_trials(args.experiment_dir))
+
+
+def print_or_fail(write: Callable[[], str]) -> int:
+    """Run an analysis step and print what it wrote (exit 0), or its one-line error (exit 2)."""
     try:
-        print(write_best_trials(args.experiment_dir))
+        print(write())
     except ExperimentError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

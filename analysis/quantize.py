@@ -40,7 +40,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from analysis.best_trials import ExperimentError, best_per_model, evaluate, read_trials
+from analysis.best_trials import ExperimentError, best_per_model, evaluate, print_or_fail, read_trials
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset, preprocess
 from trainables.encoder import DEFAULTS, collate, load_encoder
 from trainables.metrics import choose_thresholds
@@ -306,12 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.library == "torchao" and importlib.util.find_spec("torchao") is None:
         print("error: --library torchao: not installed (pip install -e '.[bench]')", file=sys.stderr)
         return 2
-    try:
-        print(write_quantization(args.experiment_dir, args.library, args.threads, args.repeats))
-    except ExperimentError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return print_or_fail(lambda: write_quantization(args.experiment_dir, args.library, args.threads, args.repeats))
 
 
 if __name__ == "__main__":

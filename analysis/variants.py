@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis.best_trials import ExperimentError, evaluate
+from analysis.best_trials import ExperimentError, evaluate, print_or_fail
 from analysis.quantize import (BATCH_SIZE, best_trials_to_serve, check_same_rows, environment, load_trial,
                                quantize_int8, repredict, size_mb, timing_flags_problem)
 from trainables.data import EmotionData
@@ -122,12 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem := timing_flags_problem(args.threads, args.repeats):
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    try:
-        print(write_variants(args.experiment_dir, args.threads, args.repeats))
-    except ExperimentError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return print_or_fail(lambda: write_variants(args.experiment_dir, args.threads, args.repeats))
 
 
 if __name__ == "__main__":
