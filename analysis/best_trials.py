@@ -3,7 +3,9 @@
     python -m analysis.best_trials results/<experiment>
 
 Reads the finished experiment directory (never trains): each trial's params.json, result.json and the
-predictions.npz its best checkpoint holds. Writes best_trials.md / .csv / .json into the experiment dir.
+predictions.npz its best checkpoint holds. Trials are grouped by their study (`study` in the config: the model,
+or model-variant). Writes best_trials.md / .csv / .json into the experiment dir, with what each model cost
+(CPU- and GPU-seconds: the trial's reserved share times its wall time, summed over the study's trials).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from sklearn.metrics import f1_score, jaccard_score
 from trainables.data import DataError
 from trainables.metrics import macro_f1, multilabel_report, singlelabel_report
 
-INTERNAL_KEYS = {"model", "model_source", "seed", "thresholds"}
+INTERNAL_KEYS = {"model", "model_source", "study", "seed", "thresholds"}
 
 
 class ExperimentError(ValueError):
@@ -41,29 +43,20 @@ class Trial:
         return self.results[-1] if self.results else {}
 
 
-def model_experiments(path: Path) -> list[Path]:
-    """The Tune experiment dirs under a sweep dir (one per model), or the path itself if it is one."""
-    if any(child.is_dir() and (child / "params.json").is_file() for child in path.iterdir()):
-        return [path]
-    return sorted(child for child in path.iterdir()
-                  if child.is_dir() and any((t / "params.json").is_file() for t in child.iterdir() if t.is_dir()))
-
-
 def read_trials(path: Path) -> list[Trial]:
     if not path.is_dir():
         raise ExperimentError(f"{path}: not a directory")
     trials = []
-    for experiment in model_experiments(path):
-        for directory in sorted(d for d in experiment.iterdir() if (d / "params.json").is_file()):
-            config = json.loads((directory / "params.json").read_text())
-            result_file = directory / "result.json"
-            results = ([json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
-                       if result_file.is_file() else [])
-            error_file = directory / "error.txt"
-            error = error_file.read_text().strip().splitlines()[-1] if error_file.is_file() else None
-            trials.append(Trial(config.get("model", experiment.name), directory, config, results, error))
+    for directory in sorted(d for d in path.iterdir() if (d / "params.json").is_file()):
+        config = json.loads((directory / "params.json").read_text())
+        result_file = directory / "result.json"
+        results = ([json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+                   if result_file.is_file() else [])
+        error_file = directory / "error.txt"
+        error = error_file.read_text().strip().splitlines()[-1] if error_file.is_file() else None
+        trials.append(Trial(config["study"], directory, config, results, error))
     if not trials:
-        raise ExperimentError(f"{path}: no Tune trials found (expected <model>/<trial>/params.json)")
+        raise ExperimentError(f"{path}: no Tune trials found (expected <trial>/params.json)")
     return trials
 
 
@@ -139,7 +132,8 @@ def trial_row(trial: Trial) -> dict | None:
 
 
 def best_per_model(trials: list[Trial]) -> tuple[list[dict], list[Trial]]:
-    """(best row per model by validation macro-F1, trials that errored or left no predictions)."""
+    """(best row per model by validation macro-F1, with the model's trial count and cost; trials that errored
+    or left no predictions)."""
     best: dict[str, dict] = {}
     skipped = []
     for trial in trials:
@@ -149,7 +143,22 @@ def best_per_model(trials: list[Trial]) -> tuple[list[dict], list[Trial]]:
             continue
         if trial.model not in best or row["val_macro_f1"] > best[trial.model]["val_macro_f1"]:
             best[trial.model] = row
+    for model, row in best.items():
+        row.update(model_cost([trial for trial in trials if trial.model == model]))
     return sorted(best.values(), key=lambda r: -r["val_macro_f1"]), skipped
+
+
+def model_cost(trials: list[Trial]) -> dict:
+    """Trials run and what they cost: each trial's last reported CPU- and GPU-seconds (share x wall)."""
+    return {"trials": len(trials),
+            "cpu_s": round(sum(trial.last.get("cpu_seconds", 0.0) for trial in trials), 1),
+            "gpu_s": round(sum(trial.last.get("gpu_seconds", 0.0) for trial in trials), 1)}
+
+
+def cost_line(trials: list[Trial]) -> str:
+    cost = model_cost(trials)
+    return (f"Sweep cost: {cost['trials']} trials, {cost['cpu_s']:,.0f} CPU-s ({cost['cpu_s'] / 3600:.2f} CPU-h), "
+            f"{cost['gpu_s']:,.0f} GPU-s ({cost['gpu_s'] / 3600:.2f} GPU-h)\n")
 
 
 def fmt(value) -> str:
@@ -166,7 +175,8 @@ def markdown_table(rows: list[dict], skipped: list[Trial]) -> str:
                            "test_jaccard", "test_accuracy", "test_weighted_f1",
                            "val_macro_f1_generation", "val_jaccard_generation", "test_macro_f1_generation",
                            "test_jaccard_generation", "parse_failure_rate",
-                           "best_epoch", "epochs_run", "wall_s") if any(c in row for row in rows)]
+                           "best_epoch", "epochs_run", "wall_s", "trials", "cpu_s", "gpu_s")
+               if any(c in row for row in rows)]
     lines = ["| " + " | ".join(columns) + " | config | trial |", "|" + "---|" * (len(columns) + 2)]
     for row in rows:
         config = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(row["config"].items()))
@@ -226,7 +236,8 @@ def write_best_trials(path: Path) -> str:
     from analysis.predictions import write_prediction_files
 
     path = Path(path)
-    rows, skipped = best_per_model(read_trials(path))
+    trials = read_trials(path)
+    rows, skipped = best_per_model(trials)
     if not rows:
         raise ExperimentError(f"{path}: no trial finished an epoch with saved predictions")
     per_class = {row["model"]: per_class_f1(row) for row in rows}
@@ -234,7 +245,7 @@ def write_best_trials(path: Path) -> str:
         writer = csv.DictWriter(handle, fieldnames=list(next(iter(per_class.values()))[0]))
         writer.writeheader()
         writer.writerows(entry for table in per_class.values() for entry in table)
-    table = markdown_table(rows, skipped)
+    table = markdown_table(rows, skipped) + "\n" + cost_line(trials)
     table += "".join("\n" + per_class_markdown(model, entries) for model, entries in per_class.items())
     try:
         written = write_prediction_files(path, rows)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data import DATASETS, SEMEVAL_EC_COLUMNS, DataError, Split, load_dataset
+from trainables.data import SEMEVAL_EC_COLUMNS, DataError, Split, load_sweep_data
 
 PREDICTION_DATASETS = ("semeval_ec",)
 
@@ -34,17 +34,6 @@ def write_ec_file(path: Path, test: Split, predictions: np.ndarray) -> Path:
     return path
 
 
-def sweep_test_split(sweep: dict) -> Split:
-    """The test rows the sweep's trials predicted, in their order."""
-    from sweeps.common import BUDGETS
-
-    args = sweep["args"]
-    options = {key: args[key] for key in DATASETS[sweep["dataset"]].options}
-    data = load_dataset(sweep["dataset"], sweep["data_source"] if args.get("data_dir") else None, **options)
-    test_rows = args.get("test_rows") or BUDGETS[sweep["budget"]].test_rows
-    return data.subsample(None, None, test_rows, sweep["seed"]).test
-
-
 def write_prediction_files(sweep_dir: Path, rows: list[dict]) -> list[Path]:
     """`<sweep_dir>/predictions/<model>.txt` for each best-trial row, for datasets with a leaderboard format."""
     sweep_file = Path(sweep_dir) / "sweep.json"
@@ -53,7 +42,7 @@ def write_prediction_files(sweep_dir: Path, rows: list[dict]) -> list[Path]:
     sweep = json.loads(sweep_file.read_text())
     if sweep["dataset"] not in PREDICTION_DATASETS:
         return []
-    test = sweep_test_split(sweep)
+    test = load_sweep_data(sweep).test  # the rows the trials predicted, in their order
     written = []
     for row in rows:
         with np.load(Path(row["trial_dir"]) / row["checkpoint"] / "predictions.npz") as arrays:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from analysis.best_trials import ExperimentError, best_per_model, evaluate, print_or_fail, read_trials
-from trainables.data import DATASETS, DataError, EmotionData, load_dataset, preprocess
+from trainables.data import DataError, EmotionData, load_sweep_data, preprocess
 from trainables.encoder import DEFAULTS, collate, load_encoder
 from trainables.metrics import choose_thresholds
 
@@ -106,18 +106,11 @@ def size_mb(model: torch.nn.Module) -> float:
 
 def sweep_eval_data(sweep_dir: Path) -> tuple[str, EmotionData]:
     """(dataset name, its validation and test rows exactly as the sweep subsampled them)."""
-    from sweeps.common import BUDGETS
-
-    sweep_file = next((d / "sweep.json" for d in (sweep_dir, sweep_dir.parent) if (d / "sweep.json").is_file()),
-                      sweep_dir / "sweep.json")
+    sweep_file = sweep_dir / "sweep.json"
     if not sweep_file.is_file():
         raise ExperimentError(f"{sweep_file}: not found (the sweep's data source is needed to predict again)")
     sweep = json.loads(sweep_file.read_text())
-    args, budget = sweep["args"], BUDGETS[sweep["budget"]]
-    options = {key: args[key] for key in DATASETS[sweep["dataset"]].options}
-    data = load_dataset(sweep["dataset"], sweep["data_source"] if args.get("data_dir") else None, **options)
-    return sweep["dataset"], data.subsample(None, args.get("val_rows") or budget.val_rows,
-                                            args.get("test_rows") or budget.test_rows, sweep["seed"])
+    return sweep["dataset"], load_sweep_data(sweep)
 
 
 def check_same_rows(saved: dict, data: EmotionData, where: Path) -> None:

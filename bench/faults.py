@@ -60,7 +60,7 @@ def results(trial_dir: Path) -> list[dict]:
 
 
 def trial_dirs(sweep_dir: Path) -> list[Path]:
-    return sorted(sweep_dir.glob("*/trial_*"))
+    return sorted(params.parent for params in sweep_dir.glob("*/params.json"))
 
 
 def wait_until(condition, proc: subprocess.Popen, timeout: float = 300):

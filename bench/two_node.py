@@ -54,21 +54,24 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 10) -> None:
 
 
 @contextmanager
-def two_node_cluster(cpus_per_node: int = 1):
-    """Yields {"address", "env", "nodes": {"head": Popen, "worker": Popen}, "temp_dirs"}; both stopped (and their
-    temp dirs removed) after.
+def two_node_cluster(cpus_per_node: int = 1, gpus_per_node: int = 0, workers: int = 1):
+    """Yields {"address", "env", "nodes": {"head": Popen, "worker": Popen}, "temp_dirs"}; all stopped (and their
+    temp dirs removed) after. `workers=0` gives a head alone; `gpus_per_node` are declared, not real: Ray
+    schedules and packs trials by them (tests of GPU sharing on a machine without one).
 
     Token auth on, with a token of this cluster's own in `env` (every process that joins needs it)."""
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     root = Path(tempfile.mkdtemp(prefix="ray-2n-", dir="/tmp"))  # short: Ray's socket paths live under it
     gcs_port = free_port()
-    common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus_per_node), "--num-gpus", "0",
-              "--disable-usage-stats"]
+    common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus_per_node), "--num-gpus",
+              str(gpus_per_node), "--disable-usage-stats"]
     commands = {
         "head": ["--head", "--port", str(gcs_port), "--dashboard-host", "127.0.0.1", "--dashboard-port",
                  str(free_port()), "--ray-client-server-port", str(free_port())],
         "worker": ["--address", f"127.0.0.1:{gcs_port}"],
     }
+    if not workers:
+        del commands["worker"]
     nodes: dict[str, subprocess.Popen] = {}
     try:
         for name, args in commands.items():
@@ -103,7 +106,7 @@ def trial_placement(sweep_dir: Path, temp_dirs: dict[str, Path]) -> dict[str, st
     node_of_pid = {int(log.stem.rsplit("-", 1)[1]): node for node, temp in temp_dirs.items()
                    for log in temp.glob("session_*/logs/worker-*.out")}
     placement = {}
-    for result_file in sorted(sweep_dir.glob("*/trial_*/result.json")):
+    for result_file in sorted(sweep_dir.glob("*/result.json")):
         pids = {json.loads(line)["pid"] for line in result_file.read_text().splitlines() if line.strip()}
         placement[result_file.parent.name] = "+".join(sorted({node_of_pid.get(pid, f"pid {pid}?") for pid in pids}))
     return placement

@@ -1,10 +1,10 @@
-"""The command line and Tuner wiring every sweep file shares.
+"""The command line and the plan every sweep file shares.
 
 A sweep file declares an `Experiment` (dataset, models, search space) and calls `main(EXPERIMENT)`.
-Everything is checked before Ray starts: bad flags, data files and model names end the run with one line
-and exit code 2, and nothing is written. Each model gets its own Optuna study and its own Tune experiment
-under `<storage>/<name>/<model>/`, so every model receives the same trial budget (one TPE study across
-models would spend most trials on whichever model looks best early) and can be sized for its own resources.
+Everything is checked before Ray starts: bad flags, data files, model names and the experiment dir end the run
+with one line and exit code 2, and nothing is written. Each model gets its own Optuna study with its own trial
+budget (one TPE study across models would spend most trials on whichever model looks best early); all studies
+run at once in one Tune experiment, `<storage>/<name>/` (sweeps/tuning.py).
 """
 from __future__ import annotations
 
@@ -24,12 +24,13 @@ from typing import Callable
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from sweeps.tuning import JOURNAL, JournalError, Study, build_tuner, close_cut_trials, open_journal
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset
 from trainables.models import (ModelError, ResolvedModel, four_bit_problem, gpu_share, hub_reachable,
                                resolve_model)
 
-METRIC = "val_macro_f1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+LAYOUT = "one-experiment"  # sweep.json of experiments where every study runs in one Tune experiment
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,16 @@ class Budget:
     val_rows: int | None
     test_rows: int | None
     max_epochs: int
-    num_samples: int  # trials per model
+    num_samples: int  # trials per model (a cap when there is a time budget)
     max_length: int
+    time_budget_s: float | None
     description: str
 
 
 BUDGETS = {
-    "smoke": Budget(64, 32, 32, 1, 2, 32, "a few seconds per trial: tests and first tries"),
-    "cpu": Budget(12000, None, None, 2, 4, 64, "about 30 minutes on a 2-core laptop, one model"),
-    "full": Budget(None, None, None, 5, 30, 128, "whole dataset on GPUs"),
+    "smoke": Budget(64, 32, 32, 1, 2, 32, None, "a few seconds per trial: tests and first tries"),
+    "cpu": Budget(16000, None, None, 2, 20, 64, 30 * 60, "30 minutes on a 2-core laptop, one model"),
+    "full": Budget(None, None, None, 5, 30, 128, None, "whole dataset on GPUs"),
 }
 
 
@@ -106,6 +108,19 @@ def positive(kind: type) -> Callable[[str], float | int]:
     return parse
 
 
+def duration(text: str) -> float:
+    """`90s`, `30m`, `2h` (or plain seconds) → seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 30m or 2h") from None
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive duration like 90s, 30m or 2h")
+    return seconds
+
+
 def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
     parser = OneLineParser(prog=f"sweeps/{experiment.name}.py", description=f"Sweep: {experiment.name}")
     add = parser.add_argument
@@ -113,9 +128,11 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
                                     f" without a GPU {' '.join(experiment.cpu_models)})")
     add("--search", choices=("grid", "random", "tpe"), default="tpe", help="Optuna sampler (default tpe)")
     add("--scheduler", choices=("asha", "none"), default="asha", help="early stopping (default asha)")
-    add("--num-samples", type=positive(int), help="trials per model (default from the budget)")
-    add("--max-concurrent", type=positive(int), help="trials at once per model (default: 1 on CPU, "
-                                                     "as many as resources allow on GPU)")
+    add("--num-samples", type=positive(int), help="trials per model (default from the budget; with a time "
+                                                  "budget, a cap)")
+    add("--max-concurrent", type=positive(int), help="trials at once per study (default: 1 on CPU, 4 on GPU)")
+    add("--time-budget", type=duration, help="end the sweep after this wall time, e.g. 90s, 30m, 2h "
+                                             "(default from the budget: 30m for cpu)")
     add("--budget", choices=tuple(BUDGETS), help="smoke | cpu | full (default full with a GPU, cpu without)")
     add("--data-dir", help="dataset files in their release format (default: load from the hub)")
     add("--storage", default="results", help="where experiment directories go (default ./results)")
@@ -156,14 +173,17 @@ class Plan:
     search: str
     scheduler: str
     num_samples: int
-    max_concurrent: int | None
+    max_concurrent: int  # per study
+    time_budget_s: float | None
     fixed: dict
     max_epochs: int
     searched: list[str]
+    rows: dict  # rows kept per split (None: all), so analysis can read the same rows again
     sweep_dir: str
     wandb: str
     seed: int
     args: dict
+    layout: str = LAYOUT
 
 
 def fail(message: str) -> None:
@@ -211,10 +231,12 @@ def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, E
         if getattr(args, key) is not None:
             fixed[key] = getattr(args, key)
     space = searched_space(experiment, budget, args.search, fixed)
+    if "epochs" not in space:  # the searcher tells a trial that ran all its epochs from one stopped early
+        fixed.setdefault("epochs", budget.max_epochs)
     num_samples = args.num_samples or budget.num_samples
     if args.search == "grid":
         num_samples = math.prod(len(values) for values in space.values()) if space else 1
-    max_concurrent = args.max_concurrent or (None if has_gpu else 1)
+    max_concurrent = args.max_concurrent or (4 if has_gpu else 1)
 
     total_cpus = os.cpu_count() or 1
     studies = [{}]
@@ -226,7 +248,7 @@ def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, E
     for model in models:
         gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (gpu_share(model.params_m)
                                                                            if has_gpu else 0.0)
-        cpus = args.cpus_per_trial or (2 if has_gpu else max(1, total_cpus // (max_concurrent or 1)))
+        cpus = args.cpus_per_trial or (2 if has_gpu else max(1, total_cpus // max_concurrent))
         for study in studies:
             model_fixed = {**{key: value for key, value in experiment.per_model.get(model.name, {}).items()
                               if getattr(args, key, None) is None},  # a flag beats the sweep file's value
@@ -251,7 +273,10 @@ def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, E
         data_source=str(Path(args.data_dir).resolve()) if args.data_dir else DATASETS[experiment.dataset].hub_id,
         budget=budget_name, budget_note=budget_note, models=model_rows, search=args.search,
         scheduler=args.scheduler, num_samples=num_samples, max_concurrent=max_concurrent,
+        time_budget_s=args.time_budget or budget.time_budget_s,
         fixed=fixed, max_epochs=fixed.get("epochs", budget.max_epochs), searched=sorted(space),
+        rows={"train": args.train_rows or budget.train_rows, "val": args.val_rows or budget.val_rows,
+              "test": args.test_rows or budget.test_rows},
         sweep_dir=str(sweep_dir), wandb=args.wandb, seed=args.seed, args=vars(args),
     )
     return plan, data
@@ -308,7 +333,7 @@ def check_decoder(model: ResolvedModel, fixed: dict, space: dict, has_gpu: bool,
         fail(f"--models {model.name}: {problem}")
 
 
-def print_plan(plan: Plan, data: EmotionData) -> None:
+def print_plan(plan: Plan, data: EmotionData, started_at: float) -> None:
     scheme = "multi-label" if data.multi_label else "single-label"
     rows = lambda split: f"{len(split):,}"  # noqa: E731
     print(f"Sweep {plan.experiment}: {plan.dataset} ({data.num_labels} labels, {scheme}) from {plan.data_source}")
@@ -317,8 +342,12 @@ def print_plan(plan: Plan, data: EmotionData) -> None:
     if data.note:
         print(f"  {data.note}")
     print(f"  search {plan.search} (Optuna, seed {plan.seed}) over {', '.join(plan.searched) or 'nothing'}; "
-          f"{plan.num_samples} trials per model, scheduler {plan.scheduler}, "
-          f"max concurrent {plan.max_concurrent or 'by resources'}")
+          f"{plan.num_samples} trials per model, scheduler {plan.scheduler} per study, "
+          f"max concurrent {plan.max_concurrent} per study; all studies in one Tune experiment")
+    if plan.time_budget_s:
+        ends = time.strftime("%H:%M:%S", time.localtime(started_at + plan.time_budget_s))
+        print(f"  time budget {format_duration(plan.time_budget_s)}: trials stop by {ends} (the trial count is a "
+              f"cap), then the analysis runs")
     for model in plan.models:
         note = f", {model['note']}" if model["note"] else ""
         print(f"  model {model['name']}: {model['source']} ({model['params_m']}M params{note}); "
@@ -329,6 +358,14 @@ def print_plan(plan: Plan, data: EmotionData) -> None:
         if model.get("first_trial"):
             print(f"    first trial at {model['first_trial']}")
     print(f"  W&B {plan.wandb}; results in {plan.sweep_dir}")
+    print(f"  Optuna studies (one per model): optuna-dashboard {Path(plan.sweep_dir) / JOURNAL}")
+
+
+def format_duration(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def versions() -> dict:
@@ -346,14 +383,6 @@ def versions() -> dict:
             "git_commit": commit}
 
 
-def make_sampler(search: str, space: dict, seed: int, num_samples: int) -> optuna.samplers.BaseSampler:
-    if search == "grid":
-        return optuna.samplers.GridSampler(space, seed=seed)
-    if search == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, min(10, num_samples // 2)))
-
-
 def trainable_function(kind: str):
     if kind == "encoder":
         from trainables.encoder import train_encoder
@@ -364,58 +393,40 @@ def trainable_function(kind: str):
     raise ValueError(f"unknown trainable {kind!r}")
 
 
-def short_trial_name(trial) -> str:
-    """Tune's default folder name packs the whole config in; the id is enough (params.json has the rest)."""
-    return f"trial_{trial.trial_id}"
+def studies_of(plan: Plan, experiment: Experiment) -> list[Study]:
+    """One Optuna study per plan row (model, or model x variant), each with its own budget and resources."""
+    studies = []
+    for model in plan.models:
+        fixed = {**plan.fixed, **model["fixed"]}
+        studies.append(Study(
+            name=model["name"], config={**fixed, "model": model["name"], "model_source": model["source"]},
+            space=searched_space(experiment, BUDGETS[plan.budget], plan.search, fixed),
+            num_samples=model["num_samples"], max_concurrent=plan.max_concurrent, cpus=model["cpus_per_trial"],
+            gpus=model["gpus_per_trial"], first_trial=model["first_trial"]))
+    return studies
 
 
-def run_model(plan: Plan, experiment: Experiment, data: EmotionData, model: dict, resume: bool) -> None:
-    """One model's Optuna study as one Tune experiment (restored, not re-run, with --resume)."""
+def run_experiment(plan: Plan, experiment: Experiment, data: EmotionData, resume: bool,
+                   time_left_s: float | None) -> None:
+    """Every study of the sweep in one Tune experiment (restored, not re-run, with --resume)."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
-    trainable = tune.with_resources(
-        tune.with_parameters(trainable_function(experiment.trainable), data=data),
-        {"cpu": model["cpus_per_trial"], "gpu": model["gpus_per_trial"]})
-    fixed = {**plan.fixed, **model.get("fixed", {})}
-    num_samples = model.get("num_samples", plan.num_samples)
-    param_space = {**fixed, "model": model["name"], "model_source": model["source"]}
-    model_dir = Path(plan.sweep_dir) / model["name"]
-    if resume and tune.Tuner.can_restore(model_dir):
-        restart = bool(plan.args.get("restart_errored"))
-        tuner = tune.Tuner.restore(str(model_dir), trainable=trainable, resume_errored=not restart,
-                                   restart_errored=restart, param_space=param_space)
-    else:
-        space = searched_space(experiment, BUDGETS[plan.budget], plan.search, fixed)
-        distributions = ({k: CategoricalDistribution(v) for k, v in space.items()} if plan.search == "grid"
-                         else space)
-        searcher = OptunaSearch(space=distributions, metric=METRIC, mode="max",
-                                sampler=make_sampler(plan.search, space, plan.seed, num_samples),
-                                points_to_evaluate=[model["first_trial"]] if model.get("first_trial") else None)
-        if plan.max_concurrent:
-            searcher = ConcurrencyLimiter(searcher, max_concurrent=plan.max_concurrent)
-        scheduler = (ASHAScheduler(max_t=plan.max_epochs, grace_period=1, reduction_factor=2)
-                     if plan.scheduler == "asha" else FIFOScheduler())
-        callbacks = []
-        if plan.wandb != "off":
-            from ray.air.integrations.wandb import WandbLoggerCallback
+    callbacks = []
+    if plan.wandb != "off":
+        from ray.air.integrations.wandb import WandbLoggerCallback
 
-            # W&B writes straight into the experiment dir, so no run is lost to a copy at trial end.
-            callbacks.append(WandbLoggerCallback(project=plan.experiment, group=Path(plan.sweep_dir).name,
-                                                 mode=plan.wandb, dir=str(Path(plan.sweep_dir))))
-        tuner = tune.Tuner(
-            trainable, param_space=param_space,
-            tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
-                                        num_samples=num_samples, trial_dirname_creator=short_trial_name),
-            run_config=tune.RunConfig(
-                name=model["name"], storage_path=plan.sweep_dir, callbacks=callbacks, verbose=1,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
-                                                        checkpoint_score_order="max"),
-                failure_config=tune.FailureConfig(max_failures=plan.args["max_failures"])),
-        )
+        # W&B writes straight into the experiment dir, so no run is lost to a copy at trial end.
+        callbacks.append(WandbLoggerCallback(project=plan.experiment, group=Path(plan.sweep_dir).name,
+                                             mode=plan.wandb, dir=plan.sweep_dir))
+    started_at = time.time()
+    tuner = build_tuner(
+        tune.with_parameters(trainable_function(experiment.trainable), data=data), studies_of(plan, experiment),
+        Path(plan.sweep_dir), search=plan.search, seed=plan.seed, scheduler=plan.scheduler,
+        max_epochs=plan.max_epochs, max_failures=plan.args["max_failures"], time_budget_s=time_left_s,
+        callbacks=callbacks, resume=resume, restart_errored=bool(plan.args.get("restart_errored")))
     tuner.fit()
+    if time_left_s and time.time() >= started_at + time_left_s:
+        close_cut_trials(Path(plan.sweep_dir) / JOURNAL)
 
 
 def start_ray(args: argparse.Namespace) -> None:
@@ -431,6 +442,7 @@ def start_ray(args: argparse.Namespace) -> None:
 
 
 def main(experiment: Experiment, argv: list[str] | None = None) -> int:
+    started_at = time.time()  # a time budget counts from here: starting Ray and loading data are spent too
     args = build_parser(experiment).parse_args(argv)
     if args.resume:
         if not args.name:
@@ -438,9 +450,13 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
         saved = Path(args.storage).expanduser().resolve() / args.name / "sweep.json"
         if not saved.is_file():
             fail(f"--resume: {saved} not found (no such experiment)")
+        sweep = json.loads(saved.read_text())
+        if sweep.get("layout") != LAYOUT:
+            fail(f"--resume: {saved}: made by an older layout (one Tune experiment per model), which this version "
+                 f"cannot continue; start a new --name")
         keep = {"resume": True, "restart_errored": args.restart_errored, "address": args.address,
                 "no_dashboard": args.no_dashboard, "dry_run": args.dry_run}
-        args = argparse.Namespace(**{**json.loads(saved.read_text())["args"], **keep})
+        args = argparse.Namespace(**{**sweep["args"], **keep})
     if args.wandb == "online" and not os.environ.get("WANDB_API_KEY"):
         fail("--wandb online needs WANDB_API_KEY in the environment (or use --wandb offline)")
 
@@ -448,7 +464,12 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     sweep_dir = Path(plan.sweep_dir)
     if sweep_dir.exists() and not args.resume:
         fail(f"--name {sweep_dir.name}: {sweep_dir} already exists; pass --resume to continue it or a new --name")
-    print_plan(plan, data)
+    if args.resume:
+        try:
+            open_journal(sweep_dir / JOURNAL)
+        except JournalError as error:
+            fail(str(error))
+    print_plan(plan, data, started_at)
     if args.dry_run:
         return 0
 
@@ -458,8 +479,8 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     if args.wandb == "offline":
         os.environ["WANDB_MODE"] = "offline"
     start_ray(args)
-    for model in plan.models:
-        run_model(plan, experiment, data, model, args.resume)
+    time_left_s = plan.time_budget_s and max(1.0, started_at + plan.time_budget_s - time.time())
+    run_experiment(plan, experiment, data, args.resume, time_left_s)
 
     from analysis.best_trials import write_best_trials
 

@@ -396,3 +396,12 @@ def load_dataset(name: str, data_dir: str | Path | None, **options: str) -> Emot
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data directory not found (--data-dir)")
     return spec.load_local(data_dir, **options)
+
+
+def load_sweep_data(sweep: dict) -> EmotionData:
+    """The validation and test rows exactly as a sweep's trials saw them (all training rows), from its
+    sweep.json: dataset, source, options, rows kept per split and seed. Analysis uses it to predict again."""
+    args = sweep["args"]
+    options = {key: args[key] for key in DATASETS[sweep["dataset"]].options}
+    data = load_dataset(sweep["dataset"], sweep["data_source"] if args.get("data_dir") else None, **options)
+    return data.subsample(None, sweep["rows"]["val"], sweep["rows"]["test"], sweep["seed"])

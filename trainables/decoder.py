@@ -37,7 +37,7 @@ from trainables.encoder import length_grouped_batches
 from trainables.labels_text import CHAT_TEMPLATES, TEXT_SLOT, answer_text, parse_answer, template_problem, \
     template_text
 from trainables.metrics import choose_thresholds, macro_f1, multilabel_report
-from trainables.models import four_bit_problem
+from trainables.models import TrialCost, four_bit_problem
 
 DEFAULTS = {
     "mode": "generation",  # generation | head
@@ -179,6 +179,7 @@ def label_log_likelihoods(model, prompts: list[list[int]], label_ids: list[list[
 
 def train_decoder(config: dict, data: EmotionData) -> None:
     config = {**DEFAULTS, **config}
+    cost = TrialCost()  # from the trial's start: loading and tokenizing cost too
     seed, mode = int(config["seed"]), config["mode"]
     torch.manual_seed(seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -265,6 +266,7 @@ def train_decoder(config: dict, data: EmotionData) -> None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_val = state["epoch"] + 1, state["best_val"]
+        cost.carried_wall_s = state["trial_wall_s"]
 
     def head_probs(input_ids: list[list[int]]) -> np.ndarray:
         model.eval()
@@ -361,11 +363,13 @@ def train_decoder(config: dict, data: EmotionData) -> None:
             if data.test.labels is not None:
                 arrays["test_labels"] = data.test.labels
         metrics["best_val_macro_f1"] = best_val
+        metrics.update(cost.metrics())
 
         with tempfile.TemporaryDirectory() as directory:
             model.save_pretrained(Path(directory) / "adapter")  # adapters + head; the base stays where it was
             torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
-                        "best_val": best_val}, Path(directory) / "training_state.pt")
+                        "best_val": best_val,
+                        "trial_wall_s": metrics["trial_wall_s"]}, Path(directory) / "training_state.pt")
             np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1,
                                 val_macro_f1=metrics["val_macro_f1"],
                                 label_names=np.array(data.label_names), **arrays)

@@ -35,6 +35,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Bit
 
 from trainables.data import EmotionData, preprocess
 from trainables.metrics import choose_thresholds, multilabel_report, singlelabel_report
+from trainables.models import TrialCost
 
 DEFAULTS = {
     "variant": "baseline",  # baseline | qat | qlora
@@ -152,6 +153,7 @@ def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: P
 
 def train_encoder(config: dict, data: EmotionData) -> None:
     config = {**DEFAULTS, **config}
+    cost = TrialCost()  # from the trial's start: loading and tokenizing cost too
     seed = int(config["seed"])
     torch.manual_seed(seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -229,6 +231,7 @@ def train_encoder(config: dict, data: EmotionData) -> None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_val = state["epoch"] + 1, state["best_val"]
+        cost.carried_wall_s = state["trial_wall_s"]
 
     def predict(input_ids: list[list[int]], lengths: np.ndarray, labels: torch.Tensor | None
                 ) -> tuple[np.ndarray, float]:
@@ -295,6 +298,7 @@ def train_encoder(config: dict, data: EmotionData) -> None:
             if data.test.labels is not None:
                 arrays["test_labels"] = data.test.labels
         metrics["best_val_macro_f1"] = best_val
+        metrics.update(cost.metrics())
 
         with tempfile.TemporaryDirectory() as directory:
             # qlora: adapters + head only; qat: the float weights without the fake-quantization state
@@ -302,7 +306,8 @@ def train_encoder(config: dict, data: EmotionData) -> None:
                 key: value for key, value in model.state_dict().items() if "fake_quant" not in key}}
                 if config["variant"] == "qat" else {}))
             torch.save({"optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val": best_val},
+                        "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val": best_val,
+                        "trial_wall_s": metrics["trial_wall_s"]},
                        Path(directory) / "training_state.pt")
             np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1,
                                 val_macro_f1=metrics["val_macro_f1"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,3 +123,24 @@ def four_bit_problem() -> str | None:
     except Exception as error:  # noqa: BLE001 - any failure means no 4-bit here
         return f"bitsandbytes 4-bit quantization is unavailable on this platform ({type(error).__name__}: {error})"
     return None
+
+
+class TrialCost:
+    """What a trial has cost so far: its wall time (carried across retries and resumes in the checkpoint) times
+    the CPUs and GPU share Ray reserved for it. Every epoch's result carries it, so the analysis can say what
+    each model cost, with when this attempt started and which GPUs Ray gave it (where a trial ran)."""
+
+    def __init__(self, carried_wall_s: float = 0.0):
+        import ray
+        from ray import tune
+
+        resources = tune.get_context().get_trial_resources().required_resources
+        self.cpus, self.gpus = float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0))
+        self.gpu_ids = [str(gpu) for gpu in ray.get_gpu_ids()]
+        self.carried_wall_s = carried_wall_s
+        self.started_at, self.started = time.time(), time.monotonic()
+
+    def metrics(self) -> dict:
+        wall_s = self.carried_wall_s + time.monotonic() - self.started
+        return {"trial_wall_s": wall_s, "cpu_seconds": self.cpus * wall_s, "gpu_seconds": self.gpus * wall_s,
+                "attempt_started_at": self.started_at, "gpu_ids": ",".join(self.gpu_ids)}

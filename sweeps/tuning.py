@@ -1,0 +1,294 @@
+"""One sweep = one Tune experiment: a searcher holding one Optuna study per model, ASHA per study, and
+resources sized from each trial's model.
+
+Ray does not support several Tune experiments at once on one cluster (ray#30091), and running them one after
+another leaves GPUs idle at the tail of every model's study. So every study runs inside one experiment, and
+the two pieces Ray offers only for a single study are written here for many:
+
+- `StudySearcher` asks each model's Optuna study (in a journal file that optuna-dashboard opens) for trials,
+  keeps each study to its own trial budget and concurrency bound, and tells Optuna how every trial ended:
+  COMPLETE when it ran all its epochs, PRUNED (with its per-epoch values) when the scheduler or the time budget
+  stopped it, FAIL when it errored. Ray's OptunaSearch tells any trial with a metric COMPLETE, so TPE would
+  learn from truncated runs as if they were final.
+- `PerStudyASHA` runs one ASHA per study, so a rung never compares one model with another.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.trial import TrialState
+from ray import tune
+from ray.tune.execution.placement_groups import PlacementGroupFactory
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import Searcher
+
+METRIC = "val_macro_f1"
+MODE = "max"
+JOURNAL = "optuna.journal"
+
+
+class JournalError(ValueError):
+    """The experiment's journal file exists but is not an Optuna journal."""
+
+
+@dataclass
+class Study:
+    """One model's (or model × variant's) search: what its trials share, what they search, how many run."""
+    name: str
+    config: dict  # every trial of the study gets these values (model, model_source, fixed values)
+    space: dict  # key -> Optuna distribution (random / tpe) or list of values (grid)
+    num_samples: int
+    max_concurrent: int
+    cpus: float
+    gpus: float
+    first_trial: dict | None = None  # tpe/random: the point tried first (the recipe's defaults)
+    distributions: dict[str, BaseDistribution] = field(init=False)
+
+    def __post_init__(self):
+        self.distributions = {key: CategoricalDistribution(value) if isinstance(value, list) else value
+                              for key, value in self.space.items()}
+
+
+def open_journal(path: Path) -> optuna.storages.JournalStorage:
+    """The experiment's Optuna storage: a journal file, safe on NFS/EFS, that optuna-dashboard opens."""
+    from optuna.storages.journal import JournalFileBackend
+
+    if path.is_file() and path.stat().st_size:
+        first = path.read_text(errors="replace").split("\n", 1)[0]
+        try:
+            is_journal = "op_code" in json.loads(first)
+        except (json.JSONDecodeError, TypeError):
+            is_journal = False
+        if not is_journal:
+            raise JournalError(f"{path}:1: not an Optuna journal (each line is a JSON operation with an op_code)")
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def make_sampler(search: str, study: Study, seed: int) -> optuna.samplers.BaseSampler:
+    if search == "grid":
+        return optuna.samplers.GridSampler(study.space, seed=seed)
+    if search == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # constant_liar: trials still running count as bad guesses, so concurrent asks spread out instead of
+    # all landing on the same promising point.
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True,
+                                      n_startup_trials=max(1, min(10, study.num_samples // 2)))
+
+
+def outcome(values: dict[int, float], epochs: int | None, result: dict | None, error: bool
+            ) -> tuple[TrialState, float | None]:
+    """COMPLETE with the best epoch's value when the trial ran all its epochs (analysis keeps that epoch's
+    checkpoint), PRUNED when the scheduler or the time budget stopped it early, FAIL when it errored or never
+    reported an epoch."""
+    if error or not values:
+        return TrialState.FAIL, None
+    if result and epochs and result.get("training_iteration", 0) >= int(epochs):
+        return TrialState.COMPLETE, max(values.values())
+    return TrialState.PRUNED, None
+
+
+class StudySearcher(Searcher):
+    """A Ray searcher over one Optuna study per model, kept in the experiment's journal file.
+
+    A slot that opens goes to the study with the fewest trials so far that is under its concurrency bound and
+    budget. Each Optuna trial carries its Tune trial id (user attr `tune_trial_id`), so after a killed driver
+    the journal itself says which trials were asked: one asked but never saved in Tune's experiment state is
+    handed out again (same Optuna trial, same parameters) instead of being lost or re-sampled.
+    """
+
+    def __init__(self, studies: list[Study], journal: Path, search: str, seed: int):
+        super().__init__(metric=METRIC, mode=MODE)
+        self.studies = {study.name: study for study in studies}
+        self.journal = Path(journal)
+        self.search = search
+        self.seed = seed
+        self.live: dict[str, tuple[str, int | None]] = {}  # Tune trial id -> (study, Optuna trial id)
+        self._optuna: dict[str, optuna.Study] | None = None  # opened on first use: the searcher is pickled
+        self._orphans: dict[str, list[int]] = {}
+
+    def __getstate__(self):
+        return {**self.__dict__, "_optuna": None, "_orphans": {}}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # the space is the studies'; metric and mode are fixed
+
+    def optuna_studies(self) -> dict[str, optuna.Study]:
+        if self._optuna is None:
+            storage = open_journal(self.journal)
+            self._optuna = {}
+            asked = {optuna_id for _, optuna_id in self.live.values()}
+            for name, study in self.studies.items():
+                created = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                              sampler=make_sampler(self.search, study, self.seed),
+                                              load_if_exists=True)
+                if not created.trials and study.first_trial and self.search != "grid":
+                    created.enqueue_trial(study.first_trial)
+                self._optuna[name] = created
+                self._orphans[name] = [t._trial_id for t in created.trials
+                                       if t.state == TrialState.RUNNING and t._trial_id not in asked]
+        return self._optuna
+
+    def asked(self, name: str) -> int:
+        """Trials the study has handed out (restarts of errored trials not counted)."""
+        return sum(1 for t in self.optuna_studies()[name].trials
+                   if t.state != TrialState.WAITING and "restart_of" not in t.user_attrs)
+
+    def running(self, name: str) -> int:
+        return sum(1 for study, _ in self.live.values() if study == name)
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        studies = self.optuna_studies()
+        open_studies = [name for name in self.studies
+                        if self._orphans[name] or self.asked(name) < self.studies[name].num_samples]
+        if not open_studies:
+            return Searcher.FINISHED
+        for name in sorted(open_studies, key=self.asked):
+            study = self.studies[name]
+            if self.running(name) >= study.max_concurrent:
+                continue
+            if self._orphans[name]:
+                trial = optuna.Trial(studies[name], self._orphans[name].pop(0))
+            else:
+                trial = studies[name].ask(study.distributions)
+            trial.set_user_attr("tune_trial_id", trial_id)
+            self.live[trial_id] = (name, trial._trial_id)
+            return {**study.config, **trial.params, "study": name}
+        return None  # every open study is at its concurrency bound: Tune asks again when a trial ends
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Each epoch's value goes into the study as an intermediate value (what PRUNED trials keep)."""
+        if trial_id not in self.live:  # restarted from an errored trial (--restart-errored): Tune made it
+            self.live[trial_id] = (result["config/study"], None)
+        name, optuna_id = self.live[trial_id]
+        if optuna_id is not None and METRIC in result:
+            frozen = self.optuna_studies()[name]._storage.get_trial(optuna_id)
+            step = int(result["training_iteration"])
+            if frozen.state == TrialState.RUNNING and step not in frozen.intermediate_values:
+                optuna.Trial(self._optuna[name], optuna_id).report(float(result[METRIC]), step)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self.live:
+            return
+        if result:  # the last epoch: Tune does not pass a result that stops a trial to on_trial_result
+            self.on_trial_result(trial_id, result)
+        name, optuna_id = self.live.pop(trial_id)
+        study = self.optuna_studies()[name]
+        if optuna_id is None:
+            self.record_restart(study, trial_id, result, error)
+            return
+        frozen = study._storage.get_trial(optuna_id)
+        if frozen.state.is_finished():
+            return  # told before the driver was killed; Tune resumed the trial only to find it done
+        epochs = frozen.params.get("epochs", self.studies[name].config.get("epochs"))
+        state, value = outcome(frozen.intermediate_values, epochs, result, error)
+        study.tell(optuna.Trial(study, optuna_id), value, state=state)
+
+    def record_restart(self, study: optuna.Study, trial_id: str, result: dict | None, error: bool) -> None:
+        """A trial Tune restarted from scratch after it errored: recorded in the study as a trial of its own."""
+        distributions = self.studies[study.study_name].distributions
+        result = result or {}
+        params = {key: result[f"config/{key}"] for key in distributions if f"config/{key}" in result}
+        values = {int(result["training_iteration"]): float(result[METRIC])} if METRIC in result else {}
+        state, value = outcome(values, result.get("config/epochs"), result, error)
+        study.add_trial(optuna.trial.create_trial(
+            state=state, value=value, params=params, intermediate_values=values,
+            distributions={key: distributions[key] for key in params},
+            user_attrs={"tune_trial_id": trial_id, "restart_of": "errored trial"}))
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(json.dumps({"live": self.live}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.live = {trial_id: tuple(entry) for trial_id, entry in
+                     json.loads(Path(checkpoint_path).read_text())["live"].items()}
+        self._optuna = None  # reopen: trials asked after this state was saved become orphans to hand out
+
+
+class PerStudyASHA(FIFOScheduler):
+    """ASHA for each study on its own: rungs compare a trial only with trials of the same study."""
+
+    def __init__(self, max_t: int, grace_period: int = 1, reduction_factor: float = 2):
+        super().__init__()
+        self.settings = {"max_t": max_t, "grace_period": grace_period, "reduction_factor": reduction_factor}
+        self.per_study: dict[str, ASHAScheduler] = {}
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        self._metric, self._mode = metric or self._metric, mode or self._mode
+        return True
+
+    def asha(self, trial) -> ASHAScheduler:
+        name = trial.config["study"]
+        if name not in self.per_study:
+            self.per_study[name] = ASHAScheduler(metric=self._metric, mode=self._mode, **self.settings)
+        return self.per_study[name]
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self.asha(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        return self.asha(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self.asha(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        self.asha(trial)._trial_info.pop(trial.trial_id, None)
+
+    def debug_string(self) -> str:
+        return "\n".join(f"{name}: {asha.debug_string()}" for name, asha in self.per_study.items())
+
+
+def close_cut_trials(journal: Path) -> None:
+    """Tell the trials a time budget cut short: Tune ends them without telling the searcher. PRUNED with the
+    epochs they reported (FAIL if none), as if the scheduler had stopped them."""
+    storage = open_journal(journal)
+    for name in optuna.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study.tell(optuna.Trial(study, frozen._trial_id),
+                       state=TrialState.PRUNED if frozen.intermediate_values else TrialState.FAIL)
+
+
+def trial_resources(studies: list[Study]) -> Callable[[dict], PlacementGroupFactory]:
+    """Tune sizes each trial from its config: the CPUs and GPU share of the trial's model."""
+    sizes = {study.name: {"CPU": study.cpus, **({"GPU": study.gpus} if study.gpus else {})} for study in studies}
+    return lambda config: PlacementGroupFactory([sizes[config["study"]]])
+
+
+def trial_dirname(trial) -> str:
+    """Tune's default folder name packs the whole config in; the study and id are enough (params.json has
+    the rest)."""
+    return f"{trial.config['study']}_{trial.trial_id}"
+
+
+def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path, *, search: str, seed: int,
+                scheduler: str, max_epochs: int, max_failures: int, time_budget_s: float | None,
+                callbacks: list, resume: bool, restart_errored: bool) -> tune.Tuner:
+    """The sweep's one Tuner (restored, not re-run, with `resume`)."""
+    trainable = tune.with_resources(trainable, trial_resources(studies))
+    # Tune keeps one trial pending at a time for a custom searcher, which starts trials one by one; the
+    # searcher bounds every study itself, so as many may wait for resources as the studies allow at once.
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(sum(study.max_concurrent for study in studies)))
+    if resume and tune.Tuner.can_restore(experiment_dir):
+        return tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=not restart_errored,
+                                  restart_errored=restart_errored)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=METRIC, mode=MODE,
+            search_alg=StudySearcher(studies, experiment_dir / JOURNAL, search, seed),
+            scheduler=PerStudyASHA(max_t=max_epochs) if scheduler == "asha" else FIFOScheduler(),
+            num_samples=sum(study.num_samples for study in studies), time_budget_s=time_budget_s,
+            trial_dirname_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=experiment_dir.name, storage_path=str(experiment_dir.parent), callbacks=callbacks, verbose=1,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
+                                                    checkpoint_score_order="max"),
+            failure_config=tune.FailureConfig(max_failures=max_failures)),
+    )
