@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 from scipy.stats import bootstrap  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, f1_score, precision_recall_fscore_support  # noqa: E402
 
-from analysis.best_trials import ExperimentError, best_per_model, class_names, fmt, read_trials  # noqa: E402
+from analysis.best_trials import (ExperimentError, best_per_model, class_names, cost_line, fmt,  # noqa: E402
+                                  read_trials)
 from trainables.data import DATASETS  # noqa: E402
 
 WORST_CLASSES = 5
@@ -42,6 +43,7 @@ class Experiment:
     scheme: str  # sweep name and label type, e.g. "goemotions_raw (multi-label)"
     sweep: dict
     rows: list[dict]
+    cost: str  # the sweep's trials and CPU/GPU time, one line
     quantized: dict[str, dict] = field(default_factory=dict)  # model -> quantization.json row
     variants: list[dict] = field(default_factory=list)  # variants.json rows
 
@@ -53,7 +55,8 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
         skipped.append(f"{path}: not a finished sweep experiment (no sweep.json)")
         return None
     try:
-        rows, failed = best_per_model(read_trials(path))
+        trials = read_trials(path)
+        rows, failed = best_per_model(trials)
     except ExperimentError as error:
         skipped.append(str(error))
         return None
@@ -63,7 +66,7 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
         return None
     sweep = json.loads(sweep_file.read_text())
     kind = "multi-label" if DATASETS[sweep["dataset"]].multi_label else "single-label"
-    experiment = Experiment(path, f"{sweep['experiment']} ({kind})", sweep, rows)
+    experiment = Experiment(path, f"{sweep['experiment']} ({kind})", sweep, rows, cost_line(trials).strip())
     quantization = path / "quantization.json"
     if quantization.is_file():
         experiment.quantized = {row["model"]: row for row in json.loads(quantization.read_text())["rows"]}
@@ -270,16 +273,20 @@ def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[s
         lines.append(f"| {e['model']} | {e['scheme']} | {link(row['val_macro_f1'], trial, out)} | {test} | {ci} |")
 
     lines += ["", "## Table 2: efficiency", "",
+              "Sweep cost: every trial of the model's study, CPU- and GPU-seconds reserved (share x wall time). "
               "Latency: FP32 forward pass per batch of 32 test texts on CPU, from the dir's quantization.json "
               "(run `python -m analysis.quantize <dir>` to measure it).", "",
-              "| model | scheme | params (M) | CPU ms / batch of 32 | threads |", "|---|---|---|---|---|"]
+              "| model | scheme | params (M) | trials | CPU-s | GPU-s | CPU ms / batch of 32 | threads |",
+              "|---|---|---|---|---|---|---|---|"]
     for e in sorted(entries, key=lambda e: (e["scheme"], e["model"])):
         quantized, trial = e["experiment"].quantized.get(e["model"]), e["row"]["trial_dir"]
         latency = (link(quantized["fp32_latency_ms"], trial, out) if quantized else
                    "see Table 4" if any(v["trial_dir"] == trial for v in e["experiment"].variants) else "not measured")
         threads = quantized["threads"] if quantized else ""
-        lines.append(f"| {e['model']} | {e['scheme']} | {link(e['row']['params_m'], trial, out)} | {latency} "
+        cost = " | ".join(fmt(e["row"][key]) for key in ("trials", "cpu_s", "gpu_s"))
+        lines.append(f"| {e['model']} | {e['scheme']} | {link(e['row']['params_m'], trial, out)} | {cost} | {latency} "
                      f"| {threads} |")
+    lines += [""] + [f"- {x.path.name}: {x.cost}" for x in experiments]
 
     int8_rows = [{**q, "scheme": x.scheme} for x in experiments for q in x.quantized.values()]
     lines += ["", "## Table 3: FP32 vs dynamic INT8", ""]

@@ -262,8 +262,8 @@ def trial_resources(studies: list[Study]) -> Callable[[dict], PlacementGroupFact
 
 
 def trial_dirname(trial) -> str:
-    """Tune's default folder name packs the whole config in; the study and id are enough (params.json has
-    the rest)."""
+    """`<study>_<trial id>`, for the trial's folder and its row in Tune's table and the dashboard: Tune's default
+    folder name packs the whole config in, and its default row name does not say which model a trial trains."""
     return f"{trial.config['study']}_{trial.trial_id}"
 
 
@@ -285,7 +285,7 @@ def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path,
             search_alg=StudySearcher(studies, experiment_dir / JOURNAL, search, seed),
             scheduler=PerStudyASHA(max_t=max_epochs) if scheduler == "asha" else FIFOScheduler(),
             num_samples=sum(study.num_samples for study in studies), time_budget_s=time_budget_s,
-            trial_dirname_creator=trial_dirname),
+            trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=experiment_dir.name, storage_path=str(experiment_dir.parent), callbacks=callbacks, verbose=1,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,

@@ -82,3 +82,13 @@ def run_sweep(script: str, *args: str, timeout: int = 600) -> subprocess.Complet
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_DEDUP_LOGS": "0", "TUNE_RESULT_BUFFER_LENGTH": "1"}
     return subprocess.run([sys.executable, str(REPO / "sweeps" / script), *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=REPO)
+
+
+def load_studies(sweep_dir: Path) -> dict:
+    """The sweep's Optuna studies, by name, from its journal file."""
+    import optuna
+
+    from sweeps.tuning import JOURNAL, open_journal
+
+    storage = open_journal(sweep_dir / JOURNAL)
+    return {name: optuna.load_study(study_name=name, storage=storage) for name in optuna.get_all_study_names(storage)}

@@ -1,6 +1,6 @@
 """best_trials chooses by validation only: a planted trial with the best test score but a worse validation
 score must lose. The experiment dirs are written in Tune's on-disk layout (params.json, result.json,
-checkpoint_*/predictions.npz)."""
+checkpoint_*/predictions.npz), one trial dir per trial, each naming its study."""
 import json
 
 import numpy as np
@@ -10,12 +10,12 @@ from analysis.best_trials import ExperimentError, main, write_best_trials
 from trainables.metrics import exact_thresholds
 
 
-def plant_trial(model_dir, name, val_quality, test_quality, seed, epochs=1):
+def plant_trial(experiment, study, name, val_quality, test_quality, seed, epochs=1, cpu_seconds=20.0):
     """A finished trial whose saved probabilities separate the classes with the given quality (0..1)."""
     rng = np.random.default_rng(seed)
-    trial = model_dir / name
+    trial = experiment / f"{study}_{name}"
     (trial / "checkpoint_000000").mkdir(parents=True)
-    (trial / "params.json").write_text(json.dumps({"model": model_dir.name, "lr": 1e-4 * (seed + 1)}))
+    (trial / "params.json").write_text(json.dumps({"study": study, "model": study, "lr": 1e-4 * (seed + 1)}))
 
     def predictions(quality, n=200, classes=6):
         labels = (rng.random((n, classes)) < 0.3).astype(np.float32)
@@ -27,31 +27,35 @@ def plant_trial(model_dir, name, val_quality, test_quality, seed, epochs=1):
     np.savez(trial / "checkpoint_000000" / "predictions.npz", epoch=epochs, val_macro_f1=0.0,
              val_probs=val_probs, val_labels=val_labels, test_probs=test_probs, test_labels=test_labels,
              global_threshold=global_t, per_class_thresholds=per_class_t)
-    rows = [{"training_iteration": i + 1, "params_m": 1.5, "time_total_s": 10.0 * (i + 1)} for i in range(epochs)]
+    rows = [{"training_iteration": i + 1, "params_m": 1.5, "time_total_s": 10.0 * (i + 1),
+             "cpu_seconds": cpu_seconds * (i + 1) / epochs, "gpu_seconds": 0.0} for i in range(epochs)]
     (trial / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return trial
 
 
 def test_best_trial_is_chosen_by_validation_not_test(tmp_path):
-    model_dir = tmp_path / "exp" / "minilm"
-    good_val = plant_trial(model_dir, "trial_a", val_quality=0.6, test_quality=0.2, seed=0)
-    plant_trial(model_dir, "trial_b", val_quality=0.2, test_quality=0.9, seed=1)
-    other = plant_trial(tmp_path / "exp" / "albert", "trial_c", val_quality=0.4, test_quality=0.4, seed=2)
+    experiment = tmp_path / "exp"
+    good_val = plant_trial(experiment, "minilm", "a", val_quality=0.6, test_quality=0.2, seed=0, cpu_seconds=30.0)
+    plant_trial(experiment, "minilm", "b", val_quality=0.2, test_quality=0.9, seed=1, epochs=2, cpu_seconds=12.0)
+    other = plant_trial(experiment, "albert", "c", val_quality=0.4, test_quality=0.4, seed=2, cpu_seconds=5.0)
 
-    write_best_trials(tmp_path / "exp")
-    rows = {row["model"]: row for row in json.loads((tmp_path / "exp" / "best_trials.json").read_text())}
+    table = write_best_trials(experiment)
+    rows = {row["model"]: row for row in json.loads((experiment / "best_trials.json").read_text())}
     assert rows["minilm"]["trial_dir"] == str(good_val)
     assert rows["albert"]["trial_dir"] == str(other)
     assert rows["minilm"]["val_macro_f1"] > rows["albert"]["val_macro_f1"]
     assert rows["minilm"]["config"] == {"lr": 1e-4} and rows["minilm"]["wall_s"] == 10.0
+    # what each model cost: every trial of its study, at its last reported cost
+    assert (rows["minilm"]["trials"], rows["minilm"]["cpu_s"]) == (2, 42.0)
+    assert (rows["albert"]["trials"], rows["albert"]["cpu_s"]) == (1, 5.0)
+    assert "Sweep cost: 3 trials, 47 CPU-s (0.01 CPU-h), 0 GPU-s (0.00 GPU-h)" in table
 
 
 def test_errored_trials_are_listed_apart(tmp_path):
-    model_dir = tmp_path / "exp" / "minilm"
-    plant_trial(model_dir, "trial_ok", 0.5, 0.5, seed=0)
-    broken = model_dir / "trial_broken"
+    plant_trial(tmp_path / "exp", "minilm", "ok", 0.5, 0.5, seed=0)
+    broken = tmp_path / "exp" / "trial_broken"
     broken.mkdir()
-    (broken / "params.json").write_text(json.dumps({"model": "minilm"}))
+    (broken / "params.json").write_text(json.dumps({"study": "minilm", "model": "minilm"}))
     (broken / "error.txt").write_text("Traceback ...\nFloatingPointError: epoch 1: training loss is nan\n")
     table = write_best_trials(tmp_path / "exp")
     assert "trial_broken: FloatingPointError: epoch 1: training loss is nan" in table

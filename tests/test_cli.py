@@ -1,5 +1,6 @@
 """Bad flags and bad data end a sweep before Ray starts: one line naming the flag or file:line: field, exit
 code 2, and no experiment directory. --dry-run prints the plan and writes nothing."""
+import json
 import os
 
 import pytest
@@ -17,6 +18,10 @@ def sweep_args(data_dir, model_dir, storage, *extra):
     (["--search", "bayes"], "argument --search: invalid choice: 'bayes'"),
     (["--num-samples", "zero"], "argument --num-samples: 'zero' is not a number"),
     (["--budget", "huge"], "argument --budget: invalid choice: 'huge'"),
+    (["--time-budget", "0s"], "argument --time-budget: '0s' must be a positive duration like 90s, 30m or 2h"),
+    (["--time-budget", "-5m"], "argument --time-budget: '-5m' must be a positive duration like 90s, 30m or 2h"),
+    (["--time-budget", "soon"], "argument --time-budget: 'soon' is not a duration like 90s, 30m or 2h"),
+    (["--max-concurrent", "0"], "argument --max-concurrent: '0' must be > 0"),
 ])
 def test_bad_flags(tmp_path, goemotions_dir, tiny_bert, extra, expected):
     result = run_sweep("goemotions_raw.py", *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out", *extra))
@@ -67,6 +72,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, goemotions_dir, ti
     out = result.stdout
     assert "goemotions (28 labels, multi-label)" in out
     assert "search grid" in out and "4 trials per model" in out  # 2 lr x 2 pos_weight x 1 epochs value
+    assert "max concurrent 1 per study; all studies in one Tune experiment" in out
+    assert f"optuna-dashboard {tmp_path / 'out' / 'exp' / 'optuna.journal'}" in out
     assert f"model {tiny_bert.name}:" in out and f"{os.cpu_count()} CPU + 0.0 GPU per trial" in out
     assert f"results in {tmp_path / 'out' / 'exp'}" in out
     assert not (tmp_path / "out").exists()
@@ -76,3 +83,33 @@ def test_existing_experiment_needs_resume(tmp_path, goemotions_dir, tiny_bert):
     (tmp_path / "out" / "exp").mkdir(parents=True)
     result = run_sweep("goemotions_raw.py", *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out"))
     assert result.returncode == 2 and "already exists; pass --resume" in result.stderr
+
+
+def write_saved_sweep(experiment, goemotions_dir, tiny_bert, **extra) -> None:
+    """The sweep.json a sweep with these flags saves, without running it."""
+    from sweeps.common import build_parser
+    from sweeps.goemotions_raw import EXPERIMENT
+
+    args = build_parser(EXPERIMENT).parse_args(sweep_args(goemotions_dir, tiny_bert, experiment.parent))
+    experiment.mkdir(parents=True)
+    (experiment / "sweep.json").write_text(json.dumps({"args": vars(args), **extra}))
+
+
+@pytest.mark.parametrize("layout, journal, expected", [
+    (None, None, "sweep.json: made by an older layout (one Tune experiment per model), which this version cannot "
+                 "continue; start a new --name"),
+    ("one-experiment", "not json\n", "optuna.journal:1: not an Optuna journal (each line is a JSON operation "
+                                      "with an op_code)"),
+])
+def test_resume_checks_the_layout_and_the_journal(tmp_path, goemotions_dir, tiny_bert, layout, journal, expected):
+    experiment = tmp_path / "out" / "exp"
+    write_saved_sweep(experiment, goemotions_dir, tiny_bert, **({"layout": layout} if layout else {}))
+    if journal:
+        (experiment / "optuna.journal").write_text(journal)
+    before = sorted(p.name for p in experiment.iterdir())
+    result = run_sweep("goemotions_raw.py", "--resume", "--name", "exp", "--storage", str(tmp_path / "out"))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: --resume: {experiment}/" if layout is None else f"error: {experiment}/")
+    assert line.endswith(expected)
+    assert sorted(p.name for p in experiment.iterdir()) == before  # nothing written

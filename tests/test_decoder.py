@@ -161,7 +161,7 @@ def sweep(storage: Path, name: str, data_dir: Path, model: Path, *extra: str):
 
 
 def trial_dirs(storage: Path, name: str, model: Path) -> list[Path]:
-    return sorted(p for p in (storage / name / model.name).iterdir() if (p / "params.json").is_file())
+    return sorted(p.parent for p in (storage / name).glob(f"{model.name}*/params.json"))
 
 
 def check_checkpoints(trials: list[Path], allowed: tuple[str, ...]) -> list[dict]:

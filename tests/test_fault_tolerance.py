@@ -13,10 +13,11 @@ import re
 import signal
 
 import pytest
+from optuna.trial import TrialState
 
 from bench.faults import (finish, kill_driver_after_first_trial, kill_worker_after_first_epoch, results,
                           start_sweep, sweep_env, trial_dirs)
-from tests.conftest import REPO, write_goemotions
+from tests.conftest import REPO, load_studies, write_goemotions
 
 pytestmark = pytest.mark.slow
 TRAIN_ROWS = 600  # enough that an epoch of the tiny BERT lasts a few seconds: time to kill mid-training
@@ -103,6 +104,16 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tiny_
         assert [r["training_iteration"] for r in results(trial)] == [1, 2], trial.name
     assert results(finished) == before, "a finished trial was run again"
     assert len(json.loads((sweep_dir / "best_trials.json").read_text())) == 1
+
+    # The Optuna study went on where it stopped: one Optuna trial per Tune trial, none lost, none doubled, each
+    # with the parameters its trial ran with, all told COMPLETE.
+    [study] = load_studies(sweep_dir).values()
+    by_tune_id = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+    assert len(by_tune_id) == len(study.trials) == 3
+    for trial in trials:
+        frozen = by_tune_id[trial.name.removeprefix(f"{tiny_bert.name}_")]
+        params = json.loads((trial / "params.json").read_text())
+        assert frozen.state == TrialState.COMPLETE and frozen.params == {k: params[k] for k in frozen.params}
 
 
 NAN_SWEEP = '''

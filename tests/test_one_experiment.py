@@ -11,23 +11,15 @@ from datetime import date, datetime
 from itertools import combinations
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
 from bench.faults import results, trial_dirs
 from bench.two_node import run_sweep as run_on_cluster
 from bench.two_node import two_node_cluster
-from sweeps.tuning import JOURNAL, open_journal
-from tests.conftest import build_tiny_bert, run_sweep, write_goemotions
+from tests.conftest import build_tiny_bert, load_studies, run_sweep, write_goemotions
 
 pytestmark = pytest.mark.slow
-
-
-def load_studies(sweep_dir: Path) -> dict[str, optuna.Study]:
-    storage = open_journal(sweep_dir / JOURNAL)
-    return {name: optuna.load_study(study_name=name, storage=storage)
-            for name in optuna.get_all_study_names(storage)}
 
 
 def run_interval(trial_dir: Path) -> tuple[float, float]:

@@ -3,6 +3,7 @@ W&B offline and INT8 numbers: its tables have one row per best trial, figures ar
 listed apart; bootstrap intervals and the FN/FP-heavy marks are checked on planted predictions."""
 import json
 import os
+import re
 import shutil
 
 import matplotlib.pyplot as plt
@@ -38,7 +39,7 @@ def test_report_tables_figures_and_skipped(experiments, tmp_path):
     runs = experiments / "runs"
     broken = tmp_path / "broken"  # a finished sweep whose only trial lost its predictions
     shutil.copytree(runs / "single", broken)
-    for npz in broken.glob("*/trial_*/checkpoint_*/predictions.npz"):
+    for npz in broken.glob("*/checkpoint_*/predictions.npz"):
         npz.unlink()
     (tmp_path / "not_an_experiment").mkdir()
     out = tmp_path / "report"
@@ -49,12 +50,15 @@ def test_report_tables_figures_and_skipped(experiments, tmp_path):
     table1 = text.split("## Table 1")[1].split("## Table 2")[0]
     rows = [line for line in table1.splitlines() if line.startswith("| tiny-bert")]
     assert len(rows) == 2 and "goemotions_raw (multi-label)" in rows[0] and "(single-label)" in rows[1]
-    trial = next((runs / "raw" / "tiny-bert").glob("trial_*"))
+    trial = next((runs / "raw").glob("tiny-bert_*"))
     assert f"]({os.path.relpath(trial, out)})" in rows[0]  # every number links to its trial dir
 
     table2 = text.split("## Table 2")[1].split("## Table 3")[0]
     efficiency = [line for line in table2.splitlines() if line.startswith("| tiny-bert")]
     assert len(efficiency) == 2 and "not measured" in efficiency[1] and "not measured" not in efficiency[0]
+    trials = len(list((runs / "raw").glob("tiny-bert_*/params.json")))
+    assert f"| {trials} | " in efficiency[0]  # the model's trial count and cost beside its efficiency
+    assert re.search(rf"- raw: Sweep cost: {trials} trials, [\d,]+ CPU-s", table2)
     table3 = text.split("## Table 3")[1].split("## Figures")[0]
     assert len([line for line in table3.splitlines() if line.startswith("| tiny-bert")]) == 1
 

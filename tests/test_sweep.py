@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 
 
 def trial_dirs(sweep_dir: Path, model: str) -> list[Path]:
-    return sorted(p for p in (sweep_dir / model).iterdir() if (p / "params.json").is_file())
+    """The trials of one model's study: all trials share the sweep's one Tune experiment dir."""
+    return sorted(p.parent for p in sweep_dir.glob(f"{model}_*/params.json"))
 
 
 def test_tpe_sweep_with_asha_wandb_and_analysis(tmp_path, goemotions_dir, tiny_bert):

@@ -34,7 +34,7 @@ def experiment(tmp_path_factory):
 
 
 def trial_dir(sweep_dir, study):
-    [trial] = [d for d in (sweep_dir / study).iterdir() if (d / "params.json").is_file()]
+    [trial] = [p.parent for p in sweep_dir.glob(f"{study}_*/params.json")]
     return trial
 
 
