@@ -90,14 +90,14 @@ def main() -> None:
     wall = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"sweep failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    trial = next(p for p in (storage / "bench" / model_dir.name).iterdir() if (p / "result.json").is_file())
+    trial = next(p.parent for p in (storage / "bench").glob(f"{model_dir.name}_*/result.json"))
     params = json.loads((trial / "params.json").read_text())
     epochs = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
 
     print(f"# QLoRA label generation, SmolLM2-135M-Instruct (4-bit NF4 + LoRA) on E-c, {platform.processor() or ''}"
           f" {platform.machine()}, {time.strftime('%Y-%m-%d')}")
     print(f"train {args.train_rows} rows, dev {args.val_rows} rows; config: "
-          + ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k not in ("model_source", "model")))
+          + ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k not in ("model_source", "model", "study")))
     print(f"sweep wall time {wall:.0f} s (Ray start, model load, training, evaluation)\n")
     print("| epoch | s/step | train ex/s | peak RSS MB | likelihood macro-F1 (thresholds on dev) | "
           "likelihood Jaccard | generation macro-F1 | generation Jaccard | parse failures |")

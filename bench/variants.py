@@ -50,13 +50,15 @@ def main() -> None:
         experiment = Path(args.storage) / name
 
     print("| study | trials | training wall s (sum of trials) | best val macro-F1 |\n|---|---|---|---|")
-    for study in sorted(d for d in experiment.iterdir() if d.is_dir() and any(d.glob("*/params.json"))):
-        trials = [params.parent for params in study.glob("*/params.json")]
+    studies: dict[str, list[Path]] = {}
+    for params in sorted(experiment.glob("*/params.json")):
+        studies.setdefault(json.loads(params.read_text())["study"], []).append(params.parent)
+    for study, trials in sorted(studies.items()):
         results = [[json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
                    for trial in trials if (trial / "result.json").is_file()]
         wall = sum(r[-1]["time_total_s"] for r in results if r)
         best = max(max(e["val_macro_f1"] for e in r) for r in results if r)
-        print(f"| {study.name} | {len(results)} | {wall:.0f} | {best:.4f} |")
+        print(f"| {study} | {len(results)} | {wall:.0f} | {best:.4f} |")
     for threads in (2, 1):  # 1 thread last: variants.json (which the report reads) keeps the default
         print()
         print(write_variants(experiment, threads=threads, repeats=3), flush=True)

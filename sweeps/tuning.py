@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -100,20 +102,27 @@ class StudySearcher(Searcher):
     budget. Each Optuna trial carries its Tune trial id (user attr `tune_trial_id`), so after a killed driver
     the journal itself says which trials were asked: one asked but never saved in Tune's experiment state is
     handed out again (same Optuna trial, same parameters) instead of being lost or re-sampled.
+
+    With a time budget, a study starts no trial that its trials so far say could not finish a first epoch
+    before the budget ends: such a trial would only be cut off with nothing to show.
     """
 
-    def __init__(self, studies: list[Study], journal: Path, search: str, seed: int):
+    def __init__(self, studies: list[Study], journal: Path, search: str, seed: int,
+                 time_budget_s: float | None = None):
         super().__init__(metric=METRIC, mode=MODE)
         self.studies = {study.name: study for study in studies}
         self.journal = Path(journal)
         self.search = search
         self.seed = seed
+        self.time_budget_s = time_budget_s
         self.live: dict[str, tuple[str, int | None]] = {}  # Tune trial id -> (study, Optuna trial id)
         self._optuna: dict[str, optuna.Study] | None = None  # opened on first use: the searcher is pickled
         self._orphans: dict[str, list[int]] = {}
+        self._deadline: float | None = None  # set when trials start (Tune counts its time budget from there)
+        self._first_epoch_s: dict[str, list[float]] = {}  # per study: seconds from trial start to epoch 1
 
     def __getstate__(self):
-        return {**self.__dict__, "_optuna": None, "_orphans": {}}
+        return {**self.__dict__, "_optuna": None, "_orphans": {}, "_deadline": None}
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # the space is the studies'; metric and mode are fixed
@@ -142,10 +151,17 @@ class StudySearcher(Searcher):
     def running(self, name: str) -> int:
         return sum(1 for study, _ in self.live.values() if study == name)
 
+    def too_late(self, name: str) -> bool:
+        """Whether a trial of this study started now would end with the time budget before its first epoch."""
+        seen = self._first_epoch_s.get(name)
+        return bool(self._deadline and seen and time.time() + statistics.median(seen) > self._deadline)
+
     def suggest(self, trial_id: str) -> dict | str | None:
         studies = self.optuna_studies()
-        open_studies = [name for name in self.studies
-                        if self._orphans[name] or self.asked(name) < self.studies[name].num_samples]
+        if self.time_budget_s and self._deadline is None:
+            self._deadline = time.time() + self.time_budget_s
+        open_studies = [name for name in self.studies if not self.too_late(name)
+                        and (self._orphans[name] or self.asked(name) < self.studies[name].num_samples)]
         if not open_studies:
             return Searcher.FINISHED
         for name in sorted(open_studies, key=self.asked):
@@ -166,6 +182,8 @@ class StudySearcher(Searcher):
         if trial_id not in self.live:  # restarted from an errored trial (--restart-errored): Tune made it
             self.live[trial_id] = (result["config/study"], None)
         name, optuna_id = self.live[trial_id]
+        if result.get("training_iteration") == 1 and "time_total_s" in result:
+            self._first_epoch_s.setdefault(name, []).append(float(result["time_total_s"]))
         if optuna_id is not None and METRIC in result:
             frozen = self.optuna_studies()[name]._storage.get_trial(optuna_id)
             step = int(result["training_iteration"])
@@ -282,7 +300,7 @@ def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path,
         trainable,
         tune_config=tune.TuneConfig(
             metric=METRIC, mode=MODE,
-            search_alg=StudySearcher(studies, experiment_dir / JOURNAL, search, seed),
+            search_alg=StudySearcher(studies, experiment_dir / JOURNAL, search, seed, time_budget_s),
             scheduler=PerStudyASHA(max_t=max_epochs) if scheduler == "asha" else FIFOScheduler(),
             num_samples=sum(study.num_samples for study in studies), time_budget_s=time_budget_s,
             trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
