@@ -83,6 +83,17 @@ def make_sampler(search: str, study: Study, seed: int) -> optuna.samplers.BaseSa
                                       n_startup_trials=max(1, min(10, study.num_samples // 2)))
 
 
+def tell(study: optuna.Study, trial_id: int, state: TrialState, value: float | None = None) -> None:
+    """study.tell for a trial of this study (by storage id). A GridSampler asks the study to stop once its grid is
+    used up, which Optuna allows only inside study.optimize and answers with RuntimeError; here the study's
+    budget ends it, and Optuna has stored the trial before the sampler asks."""
+    try:
+        study.tell(optuna.Trial(study, trial_id), value, state=state)
+    except RuntimeError:
+        if not isinstance(study.sampler, optuna.samplers.GridSampler):
+            raise
+
+
 def outcome(values: dict[int, float], epochs: int | None, result: dict | None, error: bool
             ) -> tuple[TrialState, float | None]:
     """COMPLETE with the best epoch's value when the trial ran all its epochs (analysis keeps that epoch's
@@ -205,7 +216,7 @@ class StudySearcher(Searcher):
             return  # told before the driver was killed; Tune resumed the trial only to find it done
         epochs = frozen.params.get("epochs", self.studies[name].config.get("epochs"))
         state, value = outcome(frozen.intermediate_values, epochs, result, error)
-        study.tell(optuna.Trial(study, optuna_id), value, state=state)
+        tell(study, optuna_id, state, value)
 
     def record_restart(self, study: optuna.Study, trial_id: str, result: dict | None, error: bool) -> None:
         """A trial Tune restarted from scratch after it errored: recorded in the study as a trial of its own."""
@@ -269,8 +280,7 @@ def close_cut_trials(journal: Path) -> None:
     for name in optuna.get_all_study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study.tell(optuna.Trial(study, frozen._trial_id),
-                       state=TrialState.PRUNED if frozen.intermediate_values else TrialState.FAIL)
+            tell(study, frozen._trial_id, TrialState.PRUNED if frozen.intermediate_values else TrialState.FAIL)
 
 
 def trial_resources(studies: list[Study]) -> Callable[[dict], PlacementGroupFactory]:

@@ -44,7 +44,7 @@ def write_goemotions(directory: Path, sizes=(96, 48, 48)) -> Path:
 
 
 def build_tiny_bert(directory: Path, texts: list[str]) -> Path:
-    """A 2-layer, 32-wide BERT with a WordLevel tokenizer over the fixture vocabulary, saved like a hub model."""
+    """A 2-layer, 64-wide BERT with a WordLevel tokenizer over the fixture vocabulary, saved like a hub model."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
@@ -58,8 +58,10 @@ def build_tiny_bert(directory: Path, texts: list[str]) -> Path:
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]",
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", do_lower_case=True)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, pad_token_id=0)
+    # 64 wide, not less: on CPUs with AVX512-BF16, bitsandbytes repacks 4-bit weights for inference in blocks of
+    # 64 input features, and a narrower layer fails there (the QLoRA encoder tests load this model in 4-bit).
+    config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=128, max_position_embeddings=128, pad_token_id=0)
     BertForSequenceClassification(config).save_pretrained(directory)
     fast.save_pretrained(directory)
     return directory

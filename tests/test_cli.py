@@ -19,7 +19,7 @@ def sweep_args(data_dir, model_dir, storage, *extra):
     (["--num-samples", "zero"], "argument --num-samples: 'zero' is not a number"),
     (["--budget", "huge"], "argument --budget: invalid choice: 'huge'"),
     (["--time-budget", "0s"], "argument --time-budget: '0s' must be a positive duration like 90s, 30m or 2h"),
-    (["--time-budget", "-5m"], "argument --time-budget: '-5m' must be a positive duration like 90s, 30m or 2h"),
+    (["--time-budget=-5m"], "argument --time-budget: '-5m' must be a positive duration like 90s, 30m or 2h"),
     (["--time-budget", "soon"], "argument --time-budget: 'soon' is not a duration like 90s, 30m or 2h"),
     (["--max-concurrent", "0"], "argument --max-concurrent: '0' must be > 0"),
 ])

@@ -1,6 +1,7 @@
 """Post-training INT8 of a best trial from a real (tiny) sweep: the INT8 model predicts like the FP32 one, its
 thresholds are chosen on validation, latency is measured and sane, and bad experiment dirs give one line."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ def test_int8_agrees_with_fp32_and_is_measured(experiment):
     assert row["dataset_metric"] == "accuracy" and 0 <= row["int8_test_accuracy"] <= 1
     assert 0 < row["fp32_latency_ms"] < 1000 and 0 < row["int8_latency_ms"] < 1000
     assert row["int8_size_mb"] < row["fp32_size_mb"] and row["params_m"] > 0
-    assert row["trial_dir"] == best["trial_dir"] and "[trial_" in text
+    assert row["trial_dir"] == best["trial_dir"] and f"[{Path(best['trial_dir']).name}](" in text
 
 
 def test_rows_are_read_again_as_the_sweep_subsampled_them(experiment, tmp_path):

@@ -91,3 +91,17 @@ def test_no_trial_starts_that_could_not_finish_an_epoch_in_the_time_budget(tmp_p
     searcher._deadline -= 45  # 45 s later: 15 s left, alpha needs 30
     searcher.on_trial_complete("a1", result(alpha, 1, 0.5, seconds=30))
     assert searcher.suggest("a2") == StudySearcher.FINISHED
+
+
+def test_a_grid_runs_each_point_once_and_its_end_is_no_error(tmp_path):
+    """GridSampler asks Optuna to stop the study when its grid is used up, which Optuna refuses outside
+    study.optimize; the searcher ends the study by its budget instead."""
+    grid = [Study("alpha", {"epochs": 1}, {"lr": [1e-4, 1e-3], "batch_size": [16]}, num_samples=2,
+                  max_concurrent=2, cpus=1, gpus=0)]
+    searcher = StudySearcher(grid, tmp_path / JOURNAL, "grid", seed=0)
+    first, second = searcher.suggest("t0"), searcher.suggest("t1")
+    assert sorted(config["lr"] for config in (first, second)) == [1e-4, 1e-3]
+    searcher.on_trial_complete("t0", result(first, 1, 0.5))
+    searcher.on_trial_complete("t1", result(second, 1, 0.6))
+    assert searcher.suggest("t2") == StudySearcher.FINISHED
+    assert journal_states(tmp_path / JOURNAL) == {"alpha": [TrialState.COMPLETE] * 2}

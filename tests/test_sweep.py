@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from optuna.trial import TrialState
 
-from tests.conftest import run_sweep
+from tests.conftest import load_studies, run_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -77,3 +78,6 @@ def test_grid_search_runs_every_point_once(tmp_path, goemotions_dir, tiny_bert):
     points = [(json.loads((t / "params.json").read_text())["lr"], json.loads((t / "params.json").read_text())
                ["pos_weight"]) for t in trial_dirs(tmp_path / "grid", tiny_bert.name)]
     assert sorted(points) == sorted(product([5e-5, 1.5e-4], ["none", "inverse_frequency"]))
+    assert not list((tmp_path / "grid").glob("*/error.txt"))  # the used-up grid ends no trial in error
+    [study] = load_studies(tmp_path / "grid").values()
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4

@@ -1,0 +1,7 @@
+"""What runs inside one Ray trial: data, trainables, metrics, model sizing."""
+import logging
+
+# On CPUs with AVX512-BF16, importing bitsandbytes (which transformers does) logs a warning that the optional
+# `kernels` package, which fetches a faster 4-bit kernel from the model hub, is missing. Its built-in fallback
+# works, and the hub is often unreachable anyway: the warning would only be a second line on every one-line error.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
