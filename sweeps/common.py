@@ -24,7 +24,7 @@ from typing import Callable
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from sweeps.tuning import JOURNAL, JournalError, Study, build_tuner, close_cut_trials, open_journal
+from sweeps.tuning import JOURNAL, JournalError, Study, build_tuner, close_cut_trials, fit, open_journal
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset
 from trainables.models import (ModelError, ResolvedModel, four_bit_problem, gpu_share, hub_reachable,
                                resolve_model)
@@ -419,12 +419,13 @@ def run_experiment(plan: Plan, experiment: Experiment, data: EmotionData, resume
         callbacks.append(WandbLoggerCallback(project=plan.experiment, group=Path(plan.sweep_dir).name,
                                              mode=plan.wandb, dir=plan.sweep_dir))
     started_at = time.time()
+    studies = studies_of(plan, experiment)
     tuner = build_tuner(
-        tune.with_parameters(trainable_function(experiment.trainable), data=data), studies_of(plan, experiment),
+        tune.with_parameters(trainable_function(experiment.trainable), data=data), studies,
         Path(plan.sweep_dir), search=plan.search, seed=plan.seed, scheduler=plan.scheduler,
         max_epochs=plan.max_epochs, max_failures=plan.args["max_failures"], time_budget_s=time_left_s,
         callbacks=callbacks, resume=resume, restart_errored=bool(plan.args.get("restart_errored")))
-    tuner.fit()
+    fit(tuner, studies)
     if time_left_s and time.time() >= started_at + time_left_s:
         close_cut_trials(Path(plan.sweep_dir) / JOURNAL)
 

@@ -109,8 +109,10 @@ def outcome(values: dict[int, float], epochs: int | None, result: dict | None, e
 class StudySearcher(Searcher):
     """A Ray searcher over one Optuna study per model, kept in the experiment's journal file.
 
-    A slot that opens goes to the study with the fewest trials so far that is under its concurrency bound and
-    budget. Each Optuna trial carries its Tune trial id (user attr `tune_trial_id`), so after a killed driver
+    A slot that opens goes to a study under its concurrency bound and budget: while any study has yet to finish
+    a trial, the one with the fewest trials so far; after that, the one with the most work left (its trials
+    still to ask x the median wall time of its trials so far x its resource share), so the slowest model starts
+    its trials first instead of running alone at the end. Each Optuna trial carries its Tune trial id (user attr `tune_trial_id`), so after a killed driver
     the journal itself says which trials were asked: one asked but never saved in Tune's experiment state is
     handed out again (same Optuna trial, same parameters) instead of being lost or re-sampled.
 
@@ -131,6 +133,7 @@ class StudySearcher(Searcher):
         self._orphans: dict[str, list[int]] = {}
         self._deadline: float | None = None  # set when trials start (Tune counts its time budget from there)
         self._first_epoch_s: dict[str, list[float]] = {}  # per study: seconds from trial start to epoch 1
+        self._trial_s: dict[str, list[float]] = {}  # per study: wall seconds of its ended trials
 
     def __getstate__(self):
         return {**self.__dict__, "_optuna": None, "_orphans": {}, "_deadline": None}
@@ -167,6 +170,16 @@ class StudySearcher(Searcher):
         seen = self._first_epoch_s.get(name)
         return bool(self._deadline and seen and time.time() + statistics.median(seen) > self._deadline)
 
+    def work_left(self, name: str) -> float:
+        study = self.studies[name]
+        share = study.gpus or study.cpus
+        return (study.num_samples - self.asked(name)) * statistics.median(self._trial_s[name]) * share
+
+    def order(self, names: list[str]) -> list[str]:
+        if all(self._trial_s.get(name) for name in names):
+            return sorted(names, key=self.work_left, reverse=True)
+        return sorted(names, key=self.asked)
+
     def suggest(self, trial_id: str) -> dict | str | None:
         studies = self.optuna_studies()
         if self.time_budget_s and self._deadline is None:
@@ -175,7 +188,7 @@ class StudySearcher(Searcher):
                         and (self._orphans[name] or self.asked(name) < self.studies[name].num_samples)]
         if not open_studies:
             return Searcher.FINISHED
-        for name in sorted(open_studies, key=self.asked):
+        for name in self.order(open_studies):
             study = self.studies[name]
             if self.running(name) >= study.max_concurrent:
                 continue
@@ -207,6 +220,8 @@ class StudySearcher(Searcher):
         if result:  # the last epoch: Tune does not pass a result that stops a trial to on_trial_result
             self.on_trial_result(trial_id, result)
         name, optuna_id = self.live.pop(trial_id)
+        if result and "time_total_s" in result:
+            self._trial_s.setdefault(name, []).append(float(result["time_total_s"]))
         study = self.optuna_studies()[name]
         if optuna_id is None:
             self.record_restart(study, trial_id, result, error)
@@ -295,14 +310,24 @@ def trial_dirname(trial) -> str:
     return f"{trial.config['study']}_{trial.trial_id}"
 
 
+def fit(tuner: tune.Tuner, studies: list[Study]):
+    """tuner.fit() with one trial per study allowed to wait for resources. Tune's default for a custom searcher
+    is one pending trial in all, which starts trials one at a time; more than one per study would make the
+    searcher ask for parameters long before a trial can start, which turns TPE into random search."""
+    variable, before = "TUNE_MAX_PENDING_TRIALS_PG", os.environ.get("TUNE_MAX_PENDING_TRIALS_PG")
+    os.environ[variable] = before or str(len(studies))  # a value the user set wins
+    try:
+        return tuner.fit()
+    finally:
+        if before is None:
+            del os.environ[variable]
+
+
 def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path, *, search: str, seed: int,
                 scheduler: str, max_epochs: int, max_failures: int, time_budget_s: float | None,
                 callbacks: list, resume: bool, restart_errored: bool) -> tune.Tuner:
     """The sweep's one Tuner (restored, not re-run, with `resume`)."""
     trainable = tune.with_resources(trainable, trial_resources(studies))
-    # Tune keeps one trial pending at a time for a custom searcher, which starts trials one by one; the
-    # searcher bounds every study itself, so as many may wait for resources as the studies allow at once.
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(sum(study.max_concurrent for study in studies)))
     if resume and tune.Tuner.can_restore(experiment_dir):
         return tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=not restart_errored,
                                   restart_errored=restart_errored)

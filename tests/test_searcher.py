@@ -105,3 +105,14 @@ def test_a_grid_runs_each_point_once_and_its_end_is_no_error(tmp_path):
     searcher.on_trial_complete("t1", result(second, 1, 0.6))
     assert searcher.suggest("t2") == StudySearcher.FINISHED
     assert journal_states(tmp_path / JOURNAL) == {"alpha": [TrialState.COMPLETE] * 2}
+
+
+def test_once_every_study_has_a_finished_trial_the_most_work_left_goes_first(tmp_path):
+    """alpha's trials take 10 s, beta's 100 s: beta would run alone at the end if slots went round-robin."""
+    searcher = StudySearcher(studies(num_samples=4, max_concurrent=1), tmp_path / JOURNAL, "random", seed=0)
+    alpha, beta = searcher.suggest("a0"), searcher.suggest("b0")
+    searcher.on_trial_complete("a0", result(alpha, 2, 0.5, seconds=5))
+    assert searcher.suggest("a1")["study"] == "alpha"  # beta has not finished a trial yet: round-robin
+    searcher.on_trial_complete("b0", result(beta, 2, 0.5, seconds=50))
+    searcher.on_trial_complete("a1", result(alpha, 2, 0.5, seconds=5))
+    assert [searcher.suggest(f"n{n}")["study"] for n in range(2)] == ["beta", "alpha"]
