@@ -158,7 +158,7 @@ def model_cost(trials: list[Trial]) -> dict:
 def cost_line(trials: list[Trial]) -> str:
     cost = model_cost(trials)
     return (f"Sweep cost: {cost['trials']} trials, {cost['cpu_s']:,.0f} CPU-s ({cost['cpu_s'] / 3600:.2f} CPU-h), "
-            f"{cost['gpu_s']:,.0f} GPU-s ({cost['gpu_s'] / 3600:.2f} GPU-h)\n")
+            f"{cost['gpu_s']:,.0f} GPU-s ({cost['gpu_s'] / 3600:.2f} GPU-h)")
 
 
 def fmt(value) -> str:
@@ -245,7 +245,7 @@ def write_best_trials(path: Path) -> str:
         writer = csv.DictWriter(handle, fieldnames=list(next(iter(per_class.values()))[0]))
         writer.writeheader()
         writer.writerows(entry for table in per_class.values() for entry in table)
-    table = markdown_table(rows, skipped) + "\n" + cost_line(trials)
+    table = markdown_table(rows, skipped) + "\n" + cost_line(trials) + "\n"
     table += "".join("\n" + per_class_markdown(model, entries) for model, entries in per_class.items())
     try:
         written = write_prediction_files(path, rows)

@@ -66,7 +66,7 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
         return None
     sweep = json.loads(sweep_file.read_text())
     kind = "multi-label" if DATASETS[sweep["dataset"]].multi_label else "single-label"
-    experiment = Experiment(path, f"{sweep['experiment']} ({kind})", sweep, rows, cost_line(trials).strip())
+    experiment = Experiment(path, f"{sweep['experiment']} ({kind})", sweep, rows, cost_line(trials))
     quantization = path / "quantization.json"
     if quantization.is_file():
         experiment.quantized = {row["model"]: row for row in json.loads(quantization.read_text())["rows"]}
@@ -284,8 +284,8 @@ def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[s
                    "see Table 4" if any(v["trial_dir"] == trial for v in e["experiment"].variants) else "not measured")
         threads = quantized["threads"] if quantized else ""
         cost = " | ".join(fmt(e["row"][key]) for key in ("trials", "cpu_s", "gpu_s"))
-        lines.append(f"| {e['model']} | {e['scheme']} | {link(e['row']['params_m'], trial, out)} | {cost} | {latency} "
-                     f"| {threads} |")
+        lines.append(f"| {e['model']} | {e['scheme']} | {link(e['row']['params_m'], trial, out)} | {cost} "
+                     f"| {latency} | {threads} |")
     lines += [""] + [f"- {x.path.name}: {x.cost}" for x in experiments]
 
     int8_rows = [{**q, "scheme": x.scheme} for x in experiments for q in x.quantized.values()]

@@ -222,8 +222,9 @@ def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, E
                             **{key: getattr(args, key) for key in DATASETS[experiment.dataset].options})
     except DataError as error:
         fail(str(error))
-    data = data.subsample(args.train_rows or budget.train_rows, args.val_rows or budget.val_rows,
-                          args.test_rows or budget.test_rows, args.seed)
+    rows = {"train": args.train_rows or budget.train_rows, "val": args.val_rows or budget.val_rows,
+            "test": args.test_rows or budget.test_rows}
+    data = data.subsample(rows["train"], rows["val"], rows["test"], args.seed)
 
     fixed = {"max_length": args.max_length or budget.max_length, "seed": args.seed,
              "thresholds": args.thresholds, **experiment.fixed}
@@ -275,8 +276,7 @@ def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, E
         scheduler=args.scheduler, num_samples=num_samples, max_concurrent=max_concurrent,
         time_budget_s=args.time_budget or budget.time_budget_s,
         fixed=fixed, max_epochs=fixed.get("epochs", budget.max_epochs), searched=sorted(space),
-        rows={"train": args.train_rows or budget.train_rows, "val": args.val_rows or budget.val_rows,
-              "test": args.test_rows or budget.test_rows},
+        rows=rows,
         sweep_dir=str(sweep_dir), wandb=args.wandb, seed=args.seed, args=vars(args),
     )
     return plan, data

@@ -112,9 +112,11 @@ class StudySearcher(Searcher):
     A slot that opens goes to a study under its concurrency bound and budget: while any study has yet to finish
     a trial, the one with the fewest trials so far; after that, the one with the most work left (its trials
     still to ask x the median wall time of its trials so far x its resource share), so the slowest model starts
-    its trials first instead of running alone at the end. Each Optuna trial carries its Tune trial id (user attr `tune_trial_id`), so after a killed driver
-    the journal itself says which trials were asked: one asked but never saved in Tune's experiment state is
-    handed out again (same Optuna trial, same parameters) instead of being lost or re-sampled.
+    its trials first instead of running alone at the end.
+
+    Each Optuna trial carries its Tune trial id (user attr `tune_trial_id`), so after a killed driver the journal
+    itself says which trials were asked: one asked but never saved in Tune's experiment state is handed out
+    again (same Optuna trial, same parameters) instead of being lost or re-sampled.
 
     With a time budget, a study starts no trial that its trials so far say could not finish a first epoch
     before the budget ends: such a trial would only be cut off with nothing to show.
@@ -170,25 +172,23 @@ class StudySearcher(Searcher):
         seen = self._first_epoch_s.get(name)
         return bool(self._deadline and seen and time.time() + statistics.median(seen) > self._deadline)
 
-    def work_left(self, name: str) -> float:
-        study = self.studies[name]
-        share = study.gpus or study.cpus
-        return (study.num_samples - self.asked(name)) * statistics.median(self._trial_s[name]) * share
-
-    def order(self, names: list[str]) -> list[str]:
-        if all(self._trial_s.get(name) for name in names):
-            return sorted(names, key=self.work_left, reverse=True)
-        return sorted(names, key=self.asked)
+    def order(self, names: list[str], asked: dict[str, int]) -> list[str]:
+        if not all(self._trial_s.get(name) for name in names):
+            return sorted(names, key=asked.get)
+        work_left = {name: (self.studies[name].num_samples - asked[name]) * statistics.median(self._trial_s[name])
+                     * (self.studies[name].gpus or self.studies[name].cpus) for name in names}
+        return sorted(names, key=work_left.get, reverse=True)
 
     def suggest(self, trial_id: str) -> dict | str | None:
         studies = self.optuna_studies()
         if self.time_budget_s and self._deadline is None:
             self._deadline = time.time() + self.time_budget_s
+        asked = {name: self.asked(name) for name in self.studies}
         open_studies = [name for name in self.studies if not self.too_late(name)
-                        and (self._orphans[name] or self.asked(name) < self.studies[name].num_samples)]
+                        and (self._orphans[name] or asked[name] < self.studies[name].num_samples)]
         if not open_studies:
             return Searcher.FINISHED
-        for name in self.order(open_studies):
+        for name in self.order(open_studies, asked):
             study = self.studies[name]
             if self.running(name) >= study.max_concurrent:
                 continue
