@@ -337,7 +337,9 @@ def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path,
             metric=METRIC, mode=MODE,
             search_alg=StudySearcher(studies, experiment_dir / JOURNAL, search, seed, time_budget_s),
             scheduler=PerStudyASHA(max_t=max_epochs) if scheduler == "asha" else FIFOScheduler(),
-            num_samples=sum(study.num_samples for study in studies), time_budget_s=time_budget_s,
+            # The searcher owns every study's budget and says FINISHED: a trial count here would also count the
+            # trials it hands out again after a killed driver, and end the sweep short of its budget.
+            num_samples=-1, time_budget_s=time_budget_s,
             trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=experiment_dir.name, storage_path=str(experiment_dir.parent), callbacks=callbacks, verbose=1,
