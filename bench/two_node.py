@@ -54,17 +54,19 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 10) -> None:
 
 
 @contextmanager
-def two_node_cluster(cpus_per_node: int = 1, gpus_per_node: int = 0, workers: int = 1):
+def two_node_cluster(cpus_per_node: int = 1, gpus_per_node: int = 0, workers: int = 1,
+                     resources: dict[str, float] | None = None):
     """Yields {"address", "env", "nodes": {"head": Popen, "worker": Popen}, "temp_dirs"}; all stopped (and their
     temp dirs removed) after. `workers=0` gives a head alone; `gpus_per_node` are declared, not real: Ray
-    schedules and packs trials by them (tests of GPU sharing on a machine without one).
+    schedules and packs trials by them (tests of GPU sharing on a machine without one), and so are the custom
+    `resources` every node gets.
 
     Token auth on, with a token of this cluster's own in `env` (every process that joins needs it)."""
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     root = Path(tempfile.mkdtemp(prefix="ray-2n-", dir="/tmp"))  # short: Ray's socket paths live under it
     gcs_port = free_port()
     common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus_per_node), "--num-gpus",
-              str(gpus_per_node), "--disable-usage-stats"]
+              str(gpus_per_node), "--disable-usage-stats", *(["--resources", json.dumps(resources)] if resources else [])]
     commands = {
         "head": ["--head", "--port", str(gcs_port), "--dashboard-host", "127.0.0.1", "--dashboard-port",
                  str(free_port()), "--ray-client-server-port", str(free_port())],

@@ -24,6 +24,8 @@ from typing import Callable
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from sweeps.cluster import (Cluster, ClusterError, check_shared_storage, connected_cluster, local_cluster,
+                            private_cluster_warning, trial_size, use_gpus)
 from sweeps.tuning import JOURNAL, JournalError, Study, build_tuner, close_cut_trials, fit, open_journal
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset
 from trainables.models import (ModelError, ResolvedModel, four_bit_problem, gpu_share, hub_reachable,
@@ -76,6 +78,7 @@ class Experiment:
     search_space: Callable[[Budget], dict[str, BaseDistribution]]  # for random / tpe
     grid: Callable[[Budget], dict[str, list]]  # for grid
     cpu_models: tuple[str, ...] = ("minilm",)  # default models when no GPU is found
+    offline_models: tuple[str, ...] = ()  # CPU defaults when the cpu models cannot be loaded offline (no hub)
     trainable: str = "encoder"
     fixed: dict = field(default_factory=dict)  # config values every trial gets
     fixable: dict[str, tuple[str, ...]] = field(default_factory=dict)  # searched choices a --flag can fix
@@ -125,15 +128,18 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
     parser = OneLineParser(prog=f"sweeps/{experiment.name}.py", description=f"Sweep: {experiment.name}")
     add = parser.add_argument
     add("--models", nargs="+", help=f"aliases or local model directories (default {' '.join(experiment.models)};"
-                                    f" without a GPU {' '.join(experiment.cpu_models)})")
+                                    f" on CPUs {' '.join(experiment.cpu_models)})")
+    add("--device", choices=("auto", "gpu", "cpu"), default="auto",
+        help="train on the cluster's GPUs or CPUs (default auto: GPUs when the cluster has or can start some)")
     add("--search", choices=("grid", "random", "tpe"), default="tpe", help="Optuna sampler (default tpe)")
     add("--scheduler", choices=("asha", "none"), default="asha", help="early stopping (default asha)")
     add("--num-samples", type=positive(int), help="trials per model (default from the budget; with a time "
                                                   "budget, a cap)")
-    add("--max-concurrent", type=positive(int), help="trials at once per study (default: 1 on CPU, 4 on GPU)")
+    add("--max-concurrent", type=positive(int), help="trials at once per study (default: 1 on CPUs; on GPUs as "
+                                                             "many as the cluster's GPUs hold)")
     add("--time-budget", type=duration, help="end the sweep after this wall time, e.g. 90s, 30m, 2h "
                                              "(default from the budget: 30m for cpu)")
-    add("--budget", choices=tuple(BUDGETS), help="smoke | cpu | full (default full with a GPU, cpu without)")
+    add("--budget", choices=tuple(BUDGETS), help="smoke | cpu | full (default full on GPUs, cpu on CPUs)")
     add("--data-dir", help="dataset files in their release format (default: load from the hub)")
     add("--storage", default="results", help="where experiment directories go (default ./results)")
     add("--name", help="experiment name (default <sweep>-<date>-<time>)")
@@ -169,11 +175,12 @@ class Plan:
     data_source: str
     budget: str
     budget_note: str
+    cluster: str  # what the sweep runs on, as the plan printed it
+    device: str  # gpu | cpu: where trials train
     models: list[dict]
     search: str
     scheduler: str
     num_samples: int
-    max_concurrent: int  # per study
     time_budget_s: float | None
     fixed: dict
     max_epochs: int
@@ -191,26 +198,31 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, EmotionData]:
-    has_gpu = cuda_available()
-    budget_name = args.budget or ("full" if has_gpu else "cpu")
+def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster) -> tuple[Plan, EmotionData]:
+    on_gpu = use_gpus(args.device, cluster)
+    if not on_gpu and args.gpus_per_trial:
+        fail(f"--gpus-per-trial {args.gpus_per_trial:g}: trials train on CPUs (--device {args.device}, "
+             f"{cluster.describe()})")
+    if args.device == "gpu" and not cluster.max_gpus:
+        print(f"warning: --device gpu: the cluster shows no GPU yet ({cluster.describe()}); trials wait until GPU "
+              f"nodes join", file=sys.stderr)
+    budget_name = args.budget or ("full" if on_gpu else "cpu")
     budget = BUDGETS[budget_name]
     budget_note = budget.description if args.budget else (
-        f"{budget.description}; chosen because {'a GPU was' if has_gpu else 'no GPU was'} found")
+        f"{budget.description}; chosen because trials train on {'GPUs' if on_gpu else 'CPUs'}")
 
-    names = args.models or list(experiment.models if has_gpu else experiment.cpu_models)
+    names = args.models or list(experiment.models if on_gpu else experiment.cpu_models)
     needs_hub = any(not Path(n).expanduser().is_dir() for n in names)
     hub_ok = hub_reachable() if needs_hub else False
     try:
         models = [resolve_model(n, hub_ok) for n in names]
     except ModelError as error:
-        fail(str(error))
+        if args.models or on_gpu or not experiment.offline_models:
+            fail(str(error))
+        try:  # the CPU default needs the hub or a cache; a model that ships with a package stands in for it
+            models = [resolve_model(n, hub_ok) for n in experiment.offline_models]
+        except ModelError as offline_error:
+            fail(str(offline_error))
     if len({m.name for m in models}) != len(models):
         fail(f"--models {' '.join(names)}: two models share the name {models[0].name!r}")
 
@@ -237,9 +249,7 @@ def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, E
     num_samples = args.num_samples or budget.num_samples
     if args.search == "grid":
         num_samples = math.prod(len(values) for values in space.values()) if space else 1
-    max_concurrent = args.max_concurrent or (4 if has_gpu else 1)
 
-    total_cpus = os.cpu_count() or 1
     studies = [{}]
     if experiment.study_per:
         key = experiment.study_per
@@ -247,22 +257,23 @@ def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, E
                                               else experiment.fixable[key])]
     model_rows = []
     for model in models:
-        gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (gpu_share(model.params_m)
-                                                                           if has_gpu else 0.0)
-        cpus = args.cpus_per_trial or (2 if has_gpu else max(1, total_cpus // max_concurrent))
+        share = args.gpus_per_trial if args.gpus_per_trial is not None else gpu_share(model.params_m)
+        size = trial_size(model.params_m, share, cluster, on_gpu and share > 0, args.cpus_per_trial,
+                          args.max_concurrent)
         for study in studies:
             model_fixed = {**{key: value for key, value in experiment.per_model.get(model.name, {}).items()
                               if getattr(args, key, None) is None},  # a flag beats the sweep file's value
                            **study}
             model_space = searched_space(experiment, budget, args.search, {**fixed, **model_fixed})
             if experiment.trainable == "decoder":
-                check_decoder(model, {**fixed, **model_fixed}, model_space, has_gpu, budget_name)
+                check_decoder(model, {**fixed, **model_fixed}, model_space, on_gpu, budget_name)
             if model_fixed.get("variant") == "qlora" and (problem := four_bit_problem()):
                 fail(f"--variant qlora: {problem}")
             model_rows.append({
                 "name": "-".join([model.name, *map(str, study.values())]), "source": model.source,
-                "params_m": round(model.params_m, 1), "cpus_per_trial": cpus, "gpus_per_trial": gpus,
-                "note": model.note, "fixed": model_fixed, "searched": sorted(model_space),
+                "params_m": round(model.params_m, 1), "cpus_per_trial": size.cpus, "gpus_per_trial": size.gpus,
+                "custom_resources": size.custom, "max_concurrent": size.max_concurrent, "note": model.note,
+                "fixed": model_fixed, "searched": sorted(model_space),
                 "num_samples": (math.prod(len(v) for v in model_space.values()) if args.search == "grid"
                                 else num_samples),
                 "first_trial": first_trial(experiment, model_space) if args.search != "grid" else None})
@@ -272,8 +283,9 @@ def make_plan(experiment: Experiment, args: argparse.Namespace) -> tuple[Plan, E
     plan = Plan(
         experiment=experiment.name, dataset=experiment.dataset,
         data_source=str(Path(args.data_dir).resolve()) if args.data_dir else DATASETS[experiment.dataset].hub_id,
-        budget=budget_name, budget_note=budget_note, models=model_rows, search=args.search,
-        scheduler=args.scheduler, num_samples=num_samples, max_concurrent=max_concurrent,
+        budget=budget_name, budget_note=budget_note, cluster=cluster.describe(), device="gpu" if on_gpu else "cpu",
+        models=model_rows, search=args.search,
+        scheduler=args.scheduler, num_samples=num_samples,
         time_budget_s=args.time_budget or budget.time_budget_s,
         fixed=fixed, max_epochs=fixed.get("epochs", budget.max_epochs), searched=sorted(space),
         rows=rows,
@@ -318,15 +330,16 @@ def possible_values(key: str, fixed: dict, space: dict, default) -> list:
     return [value.low, value.high]
 
 
-def check_decoder(model: ResolvedModel, fixed: dict, space: dict, has_gpu: bool, budget: str) -> None:
+def check_decoder(model: ResolvedModel, fixed: dict, space: dict, on_gpu: bool, budget: str) -> None:
     """QLoRA needs 4-bit bitsandbytes, a usable tokenizer and template, r > 0; a CPU runs small models only."""
     from trainables.decoder import CPU_MAX_PARAMS_M, DEFAULTS, setup_problem
 
-    if not has_gpu and budget == "full":
-        fail("--budget full: QLoRA decoders on CPU run the smoke or cpu budget only (no GPU found)")
-    if not has_gpu and model.params_m > CPU_MAX_PARAMS_M:
-        fail(f"--models {model.name}: {model.params_m:.0f}M params is too big for QLoRA on CPU "
-             f"(up to {CPU_MAX_PARAMS_M}M without a GPU)")
+    if not on_gpu and budget == "full":
+        fail("--budget full: QLoRA decoders on CPUs run the smoke or cpu budget only (the cluster has no GPU; "
+             "--device gpu if its GPU nodes are still to start)")
+    if not on_gpu and model.params_m > CPU_MAX_PARAMS_M:
+        fail(f"--models {model.name}: {model.params_m:.0f}M params is too big for QLoRA on CPUs "
+             f"(up to {CPU_MAX_PARAMS_M}M; the cluster has no GPU)")
     values = {key: possible_values(key, fixed, space, DEFAULTS[key]) for key in ("mode", "template", "lora_r")}
     problem = setup_problem(model.source, values["mode"], values["template"], values["lora_r"])
     if problem:
@@ -337,21 +350,24 @@ def print_plan(plan: Plan, data: EmotionData, started_at: float) -> None:
     scheme = "multi-label" if data.multi_label else "single-label"
     rows = lambda split: f"{len(split):,}"  # noqa: E731
     print(f"Sweep {plan.experiment}: {plan.dataset} ({data.num_labels} labels, {scheme}) from {plan.data_source}")
+    print(f"  on {plan.cluster}; trials train on {plan.device.upper()}s")
     print(f"  budget {plan.budget} ({plan.budget_note}): train {rows(data.train)} / val {rows(data.validation)} "
           f"/ test {rows(data.test)} rows, fixed {plan.fixed}")
     if data.note:
         print(f"  {data.note}")
     print(f"  search {plan.search} (Optuna, seed {plan.seed}) over {', '.join(plan.searched) or 'nothing'}; "
-          f"{plan.num_samples} trials per model, scheduler {plan.scheduler} per study, "
-          f"max concurrent {plan.max_concurrent} per study; all studies in one Tune experiment")
+          f"{plan.num_samples} trials per model, scheduler {plan.scheduler} per study; all studies in one Tune "
+          f"experiment")
     if plan.time_budget_s:
         ends = time.strftime("%H:%M:%S", time.localtime(started_at + plan.time_budget_s))
         print(f"  time budget {format_duration(plan.time_budget_s)}: trials stop by {ends} (the trial count is a "
               f"cap), then the analysis runs")
     for model in plan.models:
         note = f", {model['note']}" if model["note"] else ""
+        custom = "".join(f" + {value:g} {name}" for name, value in model["custom_resources"].items())
         print(f"  model {model['name']}: {model['source']} ({model['params_m']}M params{note}); "
-              f"{model['cpus_per_trial']} CPU + {model['gpus_per_trial']} GPU per trial")
+              f"{model['cpus_per_trial']:g} CPU + {model['gpus_per_trial']:g} GPU{custom} per trial, "
+              f"up to {model['max_concurrent']} at once")
         if model.get("fixed"):
             print(f"    fixed {model['fixed']}; searched {', '.join(model['searched']) or 'nothing'}; "
                   f"{model['num_samples']} trials")
@@ -401,8 +417,8 @@ def studies_of(plan: Plan, experiment: Experiment) -> list[Study]:
         studies.append(Study(
             name=model["name"], config={**fixed, "model": model["name"], "model_source": model["source"]},
             space=searched_space(experiment, BUDGETS[plan.budget], plan.search, fixed),
-            num_samples=model["num_samples"], max_concurrent=plan.max_concurrent, cpus=model["cpus_per_trial"],
-            gpus=model["gpus_per_trial"], first_trial=model["first_trial"]))
+            num_samples=model["num_samples"], max_concurrent=model["max_concurrent"], cpus=model["cpus_per_trial"],
+            gpus=model["gpus_per_trial"], custom=model["custom_resources"], first_trial=model["first_trial"]))
     return studies
 
 
@@ -430,13 +446,35 @@ def run_experiment(plan: Plan, experiment: Experiment, data: EmotionData, resume
         close_cut_trials(Path(plan.sweep_dir) / JOURNAL)
 
 
-def start_ray(args: argparse.Namespace) -> None:
+def join_cluster(args: argparse.Namespace) -> Cluster:
+    """The cluster the plan is made for: joined now when one is named (--address or RAY_ADDRESS), else this
+    machine, whose private Ray starts only once the plan is checked (start_ray)."""
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        if warning := private_cluster_warning(address):
+            print(warning, file=sys.stderr)
+        return local_cluster()
     import ray
 
+    try:
+        context = ray.init(address=address)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        fail(f"--address {address}: cannot join the Ray cluster ({str(error).splitlines()[0]})")
+    print_dashboard(context)
+    return connected_cluster(address)
+
+
+def start_ray(args: argparse.Namespace) -> None:
+    """Start this machine's private Ray, unless join_cluster already joined one."""
+    import ray
+
+    if ray.is_initialized():
+        return
     # "local" starts a fresh cluster even when a `ray start` cluster runs on this machine; joining one is explicit.
-    address = args.address or os.environ.get("RAY_ADDRESS") or "local"
-    context = ray.init(address=address, include_dashboard=not args.no_dashboard,
-                       dashboard_host="127.0.0.1")
+    print_dashboard(ray.init(address="local", include_dashboard=not args.no_dashboard, dashboard_host="127.0.0.1"))
+
+
+def print_dashboard(context) -> None:
     if context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url} (localhost only; if it asks for a token, "
               f"it is in ~/.ray/auth_token)")
@@ -457,11 +495,12 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
                  f"cannot continue; start a new --name")
         keep = {"resume": True, "restart_errored": args.restart_errored, "address": args.address,
                 "no_dashboard": args.no_dashboard, "dry_run": args.dry_run}
-        args = argparse.Namespace(**{**sweep["args"], **keep})
+        args = argparse.Namespace(**{"device": "auto", **sweep["args"], **keep})
     if args.wandb == "online" and not os.environ.get("WANDB_API_KEY"):
         fail("--wandb online needs WANDB_API_KEY in the environment (or use --wandb offline)")
 
-    plan, data = make_plan(experiment, args)
+    cluster = join_cluster(args)
+    plan, data = make_plan(experiment, args, cluster)
     sweep_dir = Path(plan.sweep_dir)
     if sweep_dir.exists() and not args.resume:
         fail(f"--name {sweep_dir.name}: {sweep_dir} already exists; pass --resume to continue it or a new --name")
@@ -471,6 +510,10 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
         except JournalError as error:
             fail(str(error))
     print_plan(plan, data, started_at)
+    try:
+        check_shared_storage(Path(args.storage).expanduser().resolve(), cluster)
+    except ClusterError as error:
+        fail(str(error))
     if args.dry_run:
         return 0
 

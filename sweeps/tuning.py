@@ -49,6 +49,7 @@ class Study:
     max_concurrent: int
     cpus: float
     gpus: float
+    custom: dict[str, float] = field(default_factory=dict)  # custom resources per trial (large_gpu / small_gpu)
     first_trial: dict | None = None  # tpe/random: the point tried first (the recipe's defaults)
     distributions: dict[str, BaseDistribution] = field(init=False)
 
@@ -300,7 +301,8 @@ def close_cut_trials(journal: Path) -> None:
 
 def trial_resources(studies: list[Study]) -> Callable[[dict], PlacementGroupFactory]:
     """Tune sizes each trial from its config: the CPUs and GPU share of the trial's model."""
-    sizes = {study.name: {"CPU": study.cpus, **({"GPU": study.gpus} if study.gpus else {})} for study in studies}
+    sizes = {study.name: {"CPU": study.cpus, **({"GPU": study.gpus} if study.gpus else {}), **study.custom}
+             for study in studies}
     return lambda config: PlacementGroupFactory([sizes[config["study"]]])
 
 

@@ -13,7 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from trainables.device import SIMULATED_GPUS_ENV
+
 REPO = Path(__file__).resolve().parent.parent
+# Tests declare logical GPUs on CPU machines (`ray start --num-gpus 2`): trials given one train on CPU instead of
+# failing for want of CUDA. Every Ray node a test starts inherits this from the test process.
+os.environ[SIMULATED_GPUS_ENV] = "1"
 GOEMOTIONS_LABELS = ["admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion",
                      "curiosity", "desire", "disappointment", "disapproval", "disgust", "embarrassment",
                      "excitement", "fear", "gratitude", "grief", "joy", "love", "nervousness", "optimism",

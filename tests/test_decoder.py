@@ -1,4 +1,6 @@
-"""QLoRA decoder trainable: label parser, prompts, likelihood scoring, and both modes through real sweeps.
+"""QLoRA decoder trainable: label parser, prompts, likelihood scoring (exact, and memory bounded by label
+chunks), non-reentrant gradient checkpointing, hub revisions and offline checkpoints, and both modes through
+real sweeps.
 
 A 2-layer Qwen3 built from config with a word-level tokenizer over the fixture vocabulary (pad, eos and a
 small chat template), loaded in 4-bit NF4 by bitsandbytes on CPU: the real QLoRA path, in seconds.
@@ -7,6 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import GOEMOTIONS_LABELS, run_sweep
+from tests.conftest import GOEMOTIONS_LABELS, REPO, run_sweep
 from trainables.labels_text import TEMPLATES, answer_text, parse_answer, template_problem
 
 SEMEVAL_LABELS = ["anger", "anticipation", "disgust", "fear", "joy", "love", "optimism", "pessimism", "sadness",
@@ -132,15 +138,19 @@ def test_setup_problems_are_one_line_reasons(tiny_qwen, tmp_path, goemotions_dir
     assert "neither a pad nor an end-of-sequence token" in setup_problem(str(no_pad), ["head"], ["plain"], [8])
 
 
-def test_likelihood_scores_equal_summed_log_probs(tiny_qwen):
+@pytest.mark.parametrize("label_chunk", [1, 2, 6])
+def test_likelihood_scores_equal_summed_log_probs(tiny_qwen, label_chunk):
+    """Chunked scoring from one prompt pass and its cache equals scoring each label with a full forward pass of
+    prompt + label, whatever the chunk size (one label at a time, uneven chunks, all labels at once)."""
     from trainables.decoder import label_log_likelihoods
 
     model = load_4bit_lora(tiny_qwen)
     assert type(model.base_model.model.model.layers[0].self_attn.q_proj.base_layer).__name__ == "Linear4bit"
     rng = np.random.default_rng(0)
-    prompts = [rng.integers(5, 60, size=n).tolist() for n in (3, 9, 5, 12)]
-    labels = [[7], [8, 9], [10, 11, 12]]  # names of different token lengths
-    scores = label_log_likelihoods(model, prompts, labels, pad_id=0, batch_size=5, device=torch.device("cpu"))
+    prompts = [rng.integers(5, 60, size=n).tolist() for n in (3, 9, 5, 12, 7)]
+    labels = [[7], [8, 9], [10, 11, 12], [13], [14, 15], [16, 17, 18, 19]]  # names of different token lengths
+    scores = label_log_likelihoods(model, prompts, labels, pad_id=0, batch_size=3, label_chunk=label_chunk,
+                                   device=torch.device("cpu"), amp_dtype=None)
     model.eval()
     with torch.no_grad():
         for i, prompt in enumerate(prompts):
@@ -150,6 +160,131 @@ def test_likelihood_scores_equal_summed_log_probs(tiny_qwen):
                 direct = sum(logprobs[len(prompt) - 1 + j, token].item() for j, token in enumerate(label))
                 assert scores[i, c] == pytest.approx(direct, abs=1e-4)
     assert np.all(scores < 0)
+
+
+def peak_cpu_bytes_allocated(run) -> int:
+    """The most CPU memory torch held at once while `run()` ran, above what it held before: the running sum of
+    the allocations and frees torch's profiler records (exact and repeatable, unlike the process's RSS)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        run()
+    events = sorted((event for event in profiler.profiler.kineto_results.events() if event.name() == "[memory]"),
+                    key=lambda event: event.start_ns())
+    return int(np.cumsum([event.nbytes() for event in events]).max())
+
+
+def test_likelihood_scoring_memory_does_not_grow_with_the_label_count():
+    """Scoring 48 labels needs no more memory than scoring 8, chunk by chunk; all 48 in one chunk (what copying
+    the cache to every label did) needs several times more, so the measurement would see the difference."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from trainables.decoder import label_log_likelihoods
+
+    torch.manual_seed(0)
+    model = Qwen3ForCausalLM(Qwen3Config(
+        vocab_size=2048, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, max_position_embeddings=128, pad_token_id=0, tie_word_embeddings=False))
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(5, 2048, size=n).tolist() for n in rng.integers(20, 40, size=8)]
+    labels = [rng.integers(5, 2048, size=3).tolist() for _ in range(48)]
+
+    def peak(num_labels: int, label_chunk: int) -> int:
+        return peak_cpu_bytes_allocated(lambda: label_log_likelihoods(
+            model, prompts, labels[:num_labels], pad_id=0, batch_size=4, label_chunk=label_chunk,
+            device=torch.device("cpu"), amp_dtype=None))
+
+    few, many, unchunked = peak(8, 4), peak(48, 4), peak(48, 48)
+    assert few > 0
+    assert many <= 1.1 * few, (few, many)
+    assert unchunked > 4 * many, (many, unchunked)
+
+
+@pytest.mark.parametrize("mode", ["generation", "head"])
+def test_gradient_checkpointing_is_non_reentrant_and_trains_the_adapters(tiny_qwen, mode):
+    """peft alone would leave transformers a checkpoint function without `use_reentrant`, which torch runs as
+    the reentrant variant; the trainable's model asks for the non-reentrant one, and a step still trains."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    from trainables.decoder import DEFAULTS, load_model
+
+    config = {**DEFAULTS, "model_source": str(tiny_qwen), "mode": mode, "gradient_checkpointing": True}
+    model = load_model(config, GOEMOTIONS_LABELS, pad_id=0, device=torch.device("cpu"), amp_dtype=None)
+    layers = [module for module in model.modules() if isinstance(module, GradientCheckpointingLayer)]
+    assert len(layers) == 2 and all(layer.gradient_checkpointing for layer in layers)
+    assert all(layer._gradient_checkpointing_func.keywords == {"use_reentrant": False} for layer in layers)
+
+    first_norm_calls = []  # a layer's recomputation starts with its first norm
+    layers[0].input_layernorm.register_forward_hook(lambda *_: first_norm_calls.append(1))
+    model.train()
+    input_ids = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 12, 13, 14]])
+    output = model(input_ids=input_ids, use_cache=False,
+                   labels=input_ids if mode == "generation" else torch.eye(len(GOEMOTIONS_LABELS))[:2])
+    output.loss.backward()
+    assert len(first_norm_calls) == 2  # the forward pass, and again as backward recomputes the layer
+    grads = {name: param.grad for name, param in model.named_parameters() if param.requires_grad}
+    assert grads and all(grad is not None for grad in grads.values())
+    assert all(grad.abs().sum() > 0 for name, grad in grads.items() if "lora_B" in name or "score" in name)
+
+
+def build_hub_cache(cache: Path, repo_id: str, snapshots: dict[str, Path], main: str) -> None:
+    """A local Hugging Face cache holding `repo_id` at several commits, laid out as huggingface_hub writes it."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    for commit, source in snapshots.items():
+        shutil.copytree(source, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(main)
+
+
+LOAD_AND_SAVE_OFFLINE = """
+import json, sys, warnings
+from pathlib import Path
+import torch
+from trainables.decoder import DEFAULTS, load_model, load_tokenizer, save_adapter
+
+source, pinned, out = sys.argv[1:]
+loaded = {}
+for revision in (None, pinned):
+    tokenizer = load_tokenizer(source, revision)
+    config = {**DEFAULTS, "model_source": source, "model_revision": revision}
+    model = load_model(config, ["joy"], tokenizer.pad_token_id, torch.device("cpu"), None)
+    loaded[str(revision)] = {"model": model.config.max_position_embeddings, "tokenizer": tokenizer.model_max_length}
+warned = {}
+for name, save in (("save_adapter", lambda: save_adapter(model, Path(out) / "ours")),
+                   ("peft_default", lambda: model.save_pretrained(Path(out) / "default"))):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save()
+    warned[name] = [str(warning.message) for warning in caught]
+print(json.dumps({"loaded": loaded, "warned": warned}))
+"""
+
+
+def test_hub_model_loads_at_its_pinned_revision_and_saves_without_asking_the_hub(tmp_path, goemotions_dir):
+    """A model named by hub id, from a local cache, with HF_HUB_OFFLINE=1 as on a cluster without internet.
+    Tokenizer and model follow `model_revision` (None: the main branch). Saving the adapter leaves the hub
+    alone, where peft's default save looks the base model's config up on the hub: offline, that lookup is the
+    "Could not find a config file" warning, at every checkpoint."""
+    main, pinned = "a" * 40, "b" * 40
+    model = build_tiny_qwen(tmp_path / "model", fixture_texts(goemotions_dir))
+    build_hub_cache(tmp_path / "cache", "tiny-org/tiny-qwen", {main: model, pinned: model}, main)
+    pinned_dir = tmp_path / "cache" / "models--tiny-org--tiny-qwen" / "snapshots" / pinned
+    for file, key, value in (("config.json", "max_position_embeddings", 256),
+                             ("tokenizer_config.json", "model_max_length", 77)):  # what tells the commits apart
+        settings = json.loads((pinned_dir / file).read_text())
+        (pinned_dir / file).write_text(json.dumps({**settings, key: value}))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", LOAD_AND_SAVE_OFFLINE, "tiny-org/tiny-qwen", pinned,
+                             str(tmp_path / "saved")], capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["loaded"]["None"]["model"] == 512 and report["loaded"]["None"]["tokenizer"] != 77  # main
+    assert report["loaded"][pinned] == {"model": 256, "tokenizer": 77}
+    lookup = "Could not find a config file in tiny-org/tiny-qwen"
+    assert any(lookup in message for message in report["warned"]["peft_default"]), report["warned"]
+    assert report["warned"]["save_adapter"] == [], report["warned"]
+    assert (tmp_path / "saved" / "ours" / "adapter_model.safetensors").exists()
 
 
 # --- Both modes through real sweeps (Ray Tune + Optuna + bitsandbytes 4-bit on CPU) -------------------------

@@ -5,3 +5,7 @@ import logging
 # `kernels` package, which fetches a faster 4-bit kernel from the model hub, is missing. Its built-in fallback
 # works, and the hub is often unreachable anyway: the warning would only be a second line on every one-line error.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+# Tune logs "Checkpoint successfully created at ..." at INFO for every epoch of every trial; the trial table and
+# the experiment dir already say so.
+logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)

@@ -10,13 +10,16 @@ Two modes, chosen by `config["mode"]`:
 - head: AutoModelForSequenceClassification on the 4-bit base, LoRA in the body and a freshly trained score head
   (peft `modules_to_save`), multi-label BCE like the encoders.
 
-Reads top to bottom: config → tokenizer and prompts → 4-bit model + LoRA → optimizer → (resume) → epochs of
-train / evaluate / choose thresholds / checkpoint + report. Checkpoints follow trainables/encoder.py's contract
+Reads top to bottom: config → device and precision (from what Ray granted the trial, trainables/device.py) →
+tokenizer and prompts → 4-bit model + LoRA → optimizer → (resume) → epochs of train / evaluate / choose
+thresholds / checkpoint + report. Training and evaluation run under the same autocast (bf16 on Ampere and newer,
+fp16 with a GradScaler before, fp32 on CPU). Checkpoints follow trainables/encoder.py's contract
 but hold only the adapters (and the head), never the base weights: `adapter/`, `training_state.pt`,
 `predictions.npz` (test predictions only on epochs that match or beat the best validation score so far).
 """
 from __future__ import annotations
 
+import copy
 import math
 import resource
 import tempfile
@@ -33,6 +36,7 @@ from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassificati
                           BitsAndBytesConfig, get_linear_schedule_with_warmup)
 
 from trainables.data import EmotionData
+from trainables.device import autocast_dtype, trial_device, trial_resources
 from trainables.encoder import length_grouped_batches
 from trainables.labels_text import CHAT_TEMPLATES, TEXT_SLOT, answer_text, parse_answer, template_problem, \
     template_text
@@ -50,6 +54,7 @@ DEFAULTS = {
     "target_modules": "attention",  # attention | all_linear
     "batch_size": 8,
     "eval_batch_size": 16,
+    "label_chunk": 4,  # generation only: labels scored per pass, so eval_batch_size x label_chunk cache rows at a time
     "weight_decay": 0.0,
     "warmup_ratio": 0.05,
     "epochs": 1,
@@ -73,9 +78,10 @@ def param_applies(key: str, fixed: dict) -> bool:
     return MODE_ONLY.get(key, fixed.get("mode", DEFAULTS["mode"])) == fixed.get("mode", DEFAULTS["mode"])
 
 
-def load_tokenizer(source: str):
-    """The model's tokenizer with a pad token: its own, else its end-of-sequence token."""
-    tokenizer = AutoTokenizer.from_pretrained(source)
+def load_tokenizer(source: str, revision: str | None = None):
+    """The model's tokenizer with a pad token: its own, else its end-of-sequence token. `revision` pins a hub
+    commit; None takes a local directory as it is (or the hub's main branch)."""
+    tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
             raise ValueError(f"{source}: the tokenizer has neither a pad nor an end-of-sequence token")
@@ -83,7 +89,8 @@ def load_tokenizer(source: str):
     return tokenizer
 
 
-def setup_problem(source: str, modes: list[str], templates: list[str], lora_rs: list) -> str | None:
+def setup_problem(source: str, modes: list[str], templates: list[str], lora_rs: list,
+                  revision: str | None = None) -> str | None:
     """What stops this model from training here (one line), checked before Ray starts; None when fine."""
     for mode in modes:
         if mode not in MODES:
@@ -97,7 +104,7 @@ def setup_problem(source: str, modes: list[str], templates: list[str], lora_rs: 
     if problem := four_bit_problem():
         return problem
     try:
-        tokenizer = load_tokenizer(source)
+        tokenizer = load_tokenizer(source, revision)
     except (OSError, ValueError) as error:
         return str(error).splitlines()[0]
     chat = sorted(set(templates) & CHAT_TEMPLATES) if "generation" in modes else []
@@ -138,61 +145,99 @@ def collate(rows: list[list[int]], pad_id: int, device: torch.device, left: bool
 
 
 def label_log_likelihoods(model, prompts: list[list[int]], label_ids: list[list[int]], pad_id: int,
-                          batch_size: int, device: torch.device) -> np.ndarray:
+                          batch_size: int, label_chunk: int, device: torch.device,
+                          amp_dtype: torch.dtype | None) -> np.ndarray:
     """(N, C) summed log-probability of each label name's tokens right after each prompt.
 
-    Each prompt runs once (left-padded, so its next-token distribution scores every label's first token);
-    its key/value cache is then copied to all C labels and one short pass scores their remaining tokens.
-    That is one prompt pass per example instead of C.
+    Each prompt runs once (left-padded, so its next-token distribution scores every label's first token).
+    Labels of more than one token then continue from the prompt's key/value cache, `label_chunk` labels at a
+    time: the cache is copied to batch x label_chunk rows, never to batch x C (all 28 GoEmotions labels at once
+    took about 22 GiB for Qwen3-0.6B), so memory does not grow with the label set. Log-probabilities are
+    gathered on the device and one (batch, C) tensor per batch comes back, instead of a GPU sync per token.
     """
-    num_labels, longest = len(label_ids), max(len(label) for label in label_ids)
+    first_tokens = torch.tensor([label[0] for label in label_ids], device=device)
+    longer = sorted((c for c, label in enumerate(label_ids) if len(label) > 1), key=lambda c: -len(label_ids[c]))
+    chunks = [longer[i:i + label_chunk] for i in range(0, len(longer), label_chunk)]  # similar lengths together
     order = np.argsort([-len(row) for row in prompts], kind="stable")
-    scores = np.zeros((len(prompts), num_labels), dtype=np.float64)
+    scores = np.zeros((len(prompts), len(label_ids)), dtype=np.float32)
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         for start in range(0, len(order), batch_size):
             indices = order[start:start + batch_size]
             inputs = collate([prompts[i] for i in indices], pad_id, device, left=True)
             positions = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            output = model(**inputs, position_ids=positions, use_cache=True, logits_to_keep=1)
-            first = torch.log_softmax(output.logits[:, -1].float(), dim=-1)  # (B, V)
-            if longest > 1:  # row b * C + c continues prompt b with label c (all but its last token)
-                cache = output.past_key_values
-                cache.batch_repeat_interleave(num_labels)
-                follow = collate([label[:-1] or [pad_id] for label in label_ids] * len(indices), pad_id, device)
-                follow["attention_mask"][[r for r in range(len(follow["input_ids"]))
-                                          if len(label_ids[r % num_labels]) == 1], 0] = 0
-                mask = torch.cat([inputs["attention_mask"].repeat_interleave(num_labels, 0),
-                                  follow["attention_mask"]], dim=1)
-                steps = torch.arange(follow["input_ids"].shape[1], device=device)
-                rest = model(input_ids=follow["input_ids"], attention_mask=mask, past_key_values=cache,
-                             position_ids=positions[:, -1:].repeat_interleave(num_labels, 0) + 1 + steps)
-                rest = torch.log_softmax(rest.logits.float(), dim=-1)  # (B*C, longest-1, V)
-            for b, i in enumerate(indices):
-                for c, label in enumerate(label_ids):
-                    total = first[b, label[0]]
-                    for j, token in enumerate(label[1:]):
-                        total = total + rest[b * num_labels + c, j, token]
-                    scores[i, c] = total.item()
+            output = model(**inputs, position_ids=positions, use_cache=bool(chunks), logits_to_keep=1)
+            batch_scores = torch.log_softmax(output.logits[:, -1].float(), dim=-1)[:, first_tokens]  # (B, C)
+            for chunk in chunks:  # row b * k + j continues prompt b with label chunk[j]
+                cache = copy.deepcopy(output.past_key_values)
+                cache.batch_repeat_interleave(len(chunk))
+                names = collate([label_ids[c] for c in chunk] * len(indices), pad_id, device)
+                reads = names["attention_mask"][:, 1:]  # step j reads token j and scores token j + 1
+                steps = torch.arange(reads.shape[1], device=device)
+                logits = model(input_ids=names["input_ids"][:, :-1], past_key_values=cache,
+                               attention_mask=torch.cat([inputs["attention_mask"].repeat_interleave(len(chunk), 0),
+                                                         reads], dim=1),
+                               position_ids=positions[:, -1:].repeat_interleave(len(chunk), 0) + 1 + steps).logits
+                token_scores = torch.log_softmax(logits.float(), dim=-1).gather(
+                    -1, names["input_ids"][:, 1:, None]).squeeze(-1)
+                rest = token_scores.masked_fill(reads == 0, 0.0).sum(dim=1)
+                batch_scores[:, chunk] += rest.view(len(indices), len(chunk))
+            scores[indices] = batch_scores.cpu().numpy()
     return scores
+
+
+def load_model(config: dict, label_names: list[str], pad_id: int, device: torch.device,
+               amp_dtype: torch.dtype | None):
+    """The base quantized to 4-bit NF4 on load, then LoRA adapters; the base never trains.
+
+    The 4-bit matmuls compute in the trial's autocast dtype (fp32 on CPU). Gradient checkpointing is asked for
+    as non-reentrant: left to itself, peft passes no checkpoint arguments and torch silently falls back to its
+    reentrant variant, the one it recommends against (it only trains through a hook that forces the embedding
+    output to require grad).
+    """
+    compute_dtype = amp_dtype or torch.float32
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=compute_dtype,
+                                      llm_int8_skip_modules=["score"] if config["mode"] == "head" else None)
+    common = {"quantization_config": quantization, "dtype": compute_dtype, "revision": config.get("model_revision"),
+              "device_map": {"": device.index} if device.type == "cuda" else {"": "cpu"}}
+    if config["mode"] == "generation":
+        model = AutoModelForCausalLM.from_pretrained(config["model_source"], **common)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            config["model_source"], num_labels=len(label_names), problem_type="multi_label_classification",
+            id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)}, **common)
+        model.config.pad_token_id = pad_id  # the head pools the last non-pad token
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(config["gradient_checkpointing"]),
+                                            gradient_checkpointing_kwargs={"use_reentrant": False})
+    return get_peft_model(model, LoraConfig(
+        r=int(config["lora_r"]), lora_alpha=int(config["lora_alpha"]), lora_dropout=float(config["lora_dropout"]),
+        target_modules=TARGET_MODULES[config["target_modules"]],
+        task_type="CAUSAL_LM" if config["mode"] == "generation" else "SEQ_CLS"))  # SEQ_CLS trains `score` in full
+
+
+def save_adapter(model, directory: Path) -> None:
+    """The adapters (and the head), never the base weights. Embedding layers are never saved: nothing here trains
+    or resizes them, and peft's default ("auto") asks the hub at every checkpoint whether the base model's
+    vocabulary changed."""
+    model.save_pretrained(directory, save_embedding_layers=False)
 
 
 def train_decoder(config: dict, data: EmotionData) -> None:
     config = {**DEFAULTS, **config}
     cost = TrialCost()  # from the trial's start: loading and tokenizing cost too
+    gpus, cpus = trial_resources()
+    device = trial_device(gpus, cpus)  # first: a GPU trial that cannot see CUDA fails here, in one line
+    amp_dtype = autocast_dtype(device)  # bf16 (Ampere+) or fp16 on GPU, None (fp32) on CPU
     seed, mode = int(config["seed"]), config["mode"]
     torch.manual_seed(seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, int(tune.get_context().get_trial_resources().head_cpus)))
-    compute_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if not data.multi_label:
         raise ValueError(f"{data.name}: the decoder trainable handles multi-label data only")
     label_names, num_labels = data.label_names, data.num_labels
-    eval_batch = int(config["eval_batch_size"])
+    eval_batch, label_chunk = int(config["eval_batch_size"]), int(config["label_chunk"])
 
     # Data: token ids once per trial. Generation: prompt ids per example, and the answer after it.
-    tokenizer = load_tokenizer(config["model_source"])
+    tokenizer = load_tokenizer(config["model_source"], config.get("model_revision"))
     pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
 
     if mode == "generation":
@@ -217,24 +262,7 @@ def train_decoder(config: dict, data: EmotionData) -> None:
     train_lengths = np.array([len(row) for row in train_rows])
     train_labels = torch.tensor(data.train.labels, dtype=torch.float32)
 
-    # Model: the base quantized to 4-bit NF4 on load, then LoRA adapters; the base never trains.
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                      bnb_4bit_compute_dtype=compute_dtype,
-                                      llm_int8_skip_modules=["score"] if mode == "head" else None)
-    common = {"quantization_config": quantization, "dtype": compute_dtype,
-              "device_map": {"": device.index or 0} if device.type == "cuda" else None}
-    if mode == "generation":
-        model = AutoModelForCausalLM.from_pretrained(config["model_source"], **common)
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            config["model_source"], num_labels=num_labels, problem_type="multi_label_classification",
-            id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)}, **common)
-        model.config.pad_token_id = pad_id  # the head pools the last non-pad token
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(config["gradient_checkpointing"]))
-    model = get_peft_model(model, LoraConfig(
-        r=int(config["lora_r"]), lora_alpha=int(config["lora_alpha"]), lora_dropout=float(config["lora_dropout"]),
-        target_modules=TARGET_MODULES[config["target_modules"]],
-        task_type="CAUSAL_LM" if mode == "generation" else "SEQ_CLS"))  # SEQ_CLS trains `score` in full
+    model = load_model(config, label_names, pad_id, device, amp_dtype)
     trainable_m, params_m = (count / 1e6 for count in model.get_nb_trainable_parameters())  # 4-bit counted unpacked
 
     checkpoint = tune.get_checkpoint()
@@ -272,7 +300,7 @@ def train_decoder(config: dict, data: EmotionData) -> None:
         model.eval()
         order = np.argsort([-len(row) for row in input_ids], kind="stable")
         probs = np.zeros((len(input_ids), num_labels), dtype=np.float32)
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             for start in range(0, len(order), eval_batch):
                 indices = order[start:start + eval_batch]
                 logits = model(**collate([input_ids[i] for i in indices], pad_id, device)).logits.float()
@@ -285,7 +313,7 @@ def train_decoder(config: dict, data: EmotionData) -> None:
         order = np.argsort([-len(row) for row in prompts], kind="stable")
         predicted = np.zeros((len(prompts), num_labels), dtype=np.float32)
         parsed = np.zeros(len(prompts), dtype=bool)
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             for start in range(0, len(order), eval_batch):
                 indices = order[start:start + eval_batch]
                 inputs = collate([prompts[i] for i in indices], pad_id, device, left=True)
@@ -301,10 +329,12 @@ def train_decoder(config: dict, data: EmotionData) -> None:
         """Scores for the threshold search, plus parsed generations in generation mode."""
         if mode == "head":
             return {"probs": head_probs(prompts)}
-        log_likelihood = label_log_likelihoods(model, prompts, label_ids, pad_id, eval_batch, device)
+        log_likelihood = label_log_likelihoods(model, prompts, label_ids, pad_id, eval_batch, label_chunk, device,
+                                               amp_dtype)
         generated, parsed = generate(prompts)
         return {"probs": np.exp(log_likelihood).astype(np.float32), "generated": generated, "parsed": parsed}
 
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)  # fp16 gradients underflow unscaled
     for epoch in range(start_epoch, epochs):
         model.train()
         started, seen, train_loss = time.perf_counter(), 0, 0.0
@@ -312,20 +342,22 @@ def train_decoder(config: dict, data: EmotionData) -> None:
         batches = length_grouped_batches(train_lengths, int(config["batch_size"]), rng)
         for indices in batches:
             inputs = collate([train_rows[i] for i in indices], pad_id, device)
-            with torch.autocast(device.type, dtype=compute_dtype, enabled=device.type == "cuda"):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 if mode == "generation":
                     targets = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
                     for row, i in enumerate(indices):
                         targets[row, :len(train_ids[i])] = -100  # loss on the answer only
-                    loss = model(**inputs, labels=targets).loss
+                    loss = model(**inputs, labels=targets, use_cache=False).loss  # a cache is for generating
                 else:
-                    loss = loss_fn(model(**inputs).logits.float(), train_labels[indices].to(device))
+                    loss = loss_fn(model(**inputs, use_cache=False).logits.float(), train_labels[indices].to(device))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"epoch {epoch + 1}: training loss is {loss.item()}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config["grad_clip"])
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             train_loss += loss.item() * len(indices)
             seen += len(indices)
@@ -366,7 +398,7 @@ def train_decoder(config: dict, data: EmotionData) -> None:
         metrics.update(cost.metrics())
 
         with tempfile.TemporaryDirectory() as directory:
-            model.save_pretrained(Path(directory) / "adapter")  # adapters + head; the base stays where it was
+            save_adapter(model, Path(directory) / "adapter")
             torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
                         "best_val": best_val,
                         "trial_wall_s": metrics["trial_wall_s"]}, Path(directory) / "training_state.pt")

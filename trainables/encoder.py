@@ -22,20 +22,29 @@ data never influences anything the trial decides.
 """
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 import time
 from pathlib import Path
 
+import huggingface_hub.utils
 import numpy as np
 import torch
 from ray import tune
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig,
                           get_linear_schedule_with_warmup)
+from transformers.utils import logging as hf_logging
 
 from trainables.data import EmotionData, preprocess
+from trainables.device import autocast_dtype, trial_device, trial_resources
 from trainables.metrics import choose_thresholds, multilabel_report, singlelabel_report
 from trainables.models import TrialCost
+
+# transformers draws a progress bar each time a trial loads or saves weights ("Loading weights", "Writing model
+# shards"): per epoch, per trial, interleaved by Ray into one console. Off; hub downloads keep theirs.
+hf_logging.disable_progress_bar()
+huggingface_hub.utils.enable_progress_bars()
 
 DEFAULTS = {
     "variant": "baseline",  # baseline | qat | qlora
@@ -118,6 +127,27 @@ def head_modules(model: torch.nn.Module) -> list[str]:
     return names + ["pooler"] if pooler is not None and any(True for _ in pooler.parameters()) else names
 
 
+def from_pretrained_quietly(source: str | Path, **kwargs) -> torch.nn.Module:
+    """AutoModelForSequenceClassification.from_pretrained without transformers' load report, which at every
+    trial lists the freshly initialised head as missing or mismatched: expected, and a table of noise that hides
+    real warnings. A weight of the pretrained *body* that the checkpoint lacks still warns, in one line."""
+    modeling_logger = logging.getLogger("transformers.modeling_utils")  # a filter, not a level: at WARNING and
+    drop_report = lambda record: "LOAD REPORT" not in record.getMessage()  # noqa: E731  above, transformers
+    modeling_logger.addFilter(drop_report)  # logs a line about tensor parallelism for every layer
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(source, output_loading_info=True, **kwargs)
+    finally:
+        modeling_logger.removeFilter(drop_report)
+    heads = set(head_modules(model)) - {"pooler"}
+    body = sorted(key for key in (*info["missing_keys"], *(key for key, *_ in info["mismatched_keys"]))
+                  if key.split(".")[0] not in heads)
+    if body:
+        logging.getLogger(__name__).warning(
+            "%s: %d weights of the model body are not in the checkpoint and start random (%s)", source, len(body),
+            ", ".join(body[:3]) + (", ..." if len(body) > 3 else ""))
+    return model
+
+
 def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: Path | None = None
                  ) -> torch.nn.Module:
     """The model a trial trains (or analysis evaluates): the pretrained body with a new head sized for the
@@ -126,22 +156,26 @@ def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: P
     labels = {"num_labels": data.num_labels, "id2label": dict(enumerate(data.label_names)),
               "label2id": {n: i for i, n in enumerate(data.label_names)},
               "problem_type": "multi_label_classification" if data.multi_label else "single_label_classification"}
+    revision = None if saved else config.get("model_revision")
     if config["variant"] != "qlora":
-        model = AutoModelForSequenceClassification.from_pretrained(
-            saved or config["model_source"], ignore_mismatched_sizes=True, **labels).to(device)
-        if config["variant"] == "qat":
+        model = from_pretrained_quietly(saved or config["model_source"], revision=revision,
+                                        ignore_mismatched_sizes=True, **labels)
+        if config["variant"] == "qat":  # before the move: the fake-quant observers' buffers must move with it
             fake_quantize_linears(model)
-        return model
+        return model.to(device)
 
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
-    compute_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    compute_dtype = autocast_dtype(device) or torch.float32
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                       bnb_4bit_compute_dtype=compute_dtype,
                                       llm_int8_skip_modules=["classifier", "pooler", "pooler.dense"])  # they train
-    model = AutoModelForSequenceClassification.from_pretrained(
-        config["model_source"], ignore_mismatched_sizes=True, quantization_config=quantization, dtype=compute_dtype,
-        device_map={"": device.index or 0} if device.type == "cuda" else None, **labels)
+    model = from_pretrained_quietly(
+        config["model_source"], revision=config.get("model_revision"), ignore_mismatched_sizes=True,
+        quantization_config=quantization, dtype=compute_dtype,
+        # an explicit map on CPU too: with None, transformers places a 4-bit model on CUDA whenever it sees one,
+        # while analysis feeds it CPU tensors
+        device_map={"": device.index or 0} if device.type == "cuda" else {"": "cpu"}, **labels)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)  # small bodies fit as they are
     if saved:
         return PeftModel.from_pretrained(model, saved, is_trainable=True)
@@ -156,16 +190,12 @@ def train_encoder(config: dict, data: EmotionData) -> None:
     cost = TrialCost()  # from the trial's start: loading and tokenizing cost too
     seed = int(config["seed"])
     torch.manual_seed(seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, int(tune.get_context().get_trial_resources().head_cpus)))
-    amp_dtype = None
-    if device.type == "cuda":
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    device = trial_device(*trial_resources())  # what Ray granted: a GPU share, or CPUs only
+    amp_dtype = autocast_dtype(device)
     multi_label = data.multi_label
 
     # Data: tokenize every split once; batches are padded per batch.
-    tokenizer = AutoTokenizer.from_pretrained(config["model_source"])
+    tokenizer = AutoTokenizer.from_pretrained(config["model_source"], revision=config.get("model_revision"))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def encode(texts: list[str]) -> tuple[list[list[int]], np.ndarray]:
@@ -301,10 +331,12 @@ def train_encoder(config: dict, data: EmotionData) -> None:
         metrics.update(cost.metrics())
 
         with tempfile.TemporaryDirectory() as directory:
-            # qlora: adapters + head only; qat: the float weights without the fake-quantization state
-            model.save_pretrained(Path(directory) / "model", **({"state_dict": {
+            # qlora: adapters + head only (the embeddings never train, so peft need not ask the hub whether the
+            # vocabulary grew); qat: the float weights without the fake-quantization state
+            extra = ({"save_embedding_layers": False} if qlora else {"state_dict": {
                 key: value for key, value in model.state_dict().items() if "fake_quant" not in key}}
-                if config["variant"] == "qat" else {}))
+                if config["variant"] == "qat" else {})
+            model.save_pretrained(Path(directory) / "model", **extra)
             torch.save({"optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val": best_val,
                         "trial_wall_s": metrics["trial_wall_s"]},

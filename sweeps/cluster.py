@@ -1,0 +1,259 @@
+"""What a sweep runs on: the Ray cluster's nodes and resources, and the nodes its autoscaler may still add.
+
+The plan asks the cluster, not the driver. On a `ray up` cluster the driver runs on a CPU-only head whose
+torch sees no GPU, while the GPU workers are either up (their resources are in `ray.nodes()`) or not started
+yet: then only the autoscaler's node types, which `ray up` writes to ~/ray_bootstrap_config.yaml on the head,
+say that GPUs are coming. Both count. A private local cluster (no --address) is this machine.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+# Per-trial custom resources: a node type that declares one is for that class of trial only (cluster.yaml).
+LARGE_GPU, SMALL_GPU = "large_gpu", "small_gpu"
+LARGE_MODEL_PARAMS_M = 1000  # above this a trial needs a big GPU (a 7B QLoRA trial: ~20 GB with activations)
+STANDARD_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
+# Filesystems every node of a cluster can mount: a storage path on one of these is shared (EFS is nfs4).
+NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "lustre", "ceph", "glusterfs", "beegfs", "gpfs",
+                       "fuse.s3fs", "fuse.gcsfuse", "fuse.juicefs", "fuse.mountpoint-s3", "fuse.sshfs"}
+
+
+class ClusterError(ValueError):
+    """The cluster cannot run this sweep as asked (one line)."""
+
+
+def autoscaler_config_path() -> Path:
+    return Path("~/ray_bootstrap_config.yaml").expanduser()
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """A node the autoscaler may launch: its resources and how many of it at most."""
+    name: str
+    resources: dict[str, float]
+    max_workers: int
+
+
+@dataclass(frozen=True)
+class Cluster:
+    address: str | None  # None: the private one-node Ray this sweep starts on this machine
+    nodes: list[dict[str, float]]  # resources of each alive node
+    node_types: list[NodeType] = field(default_factory=list)  # launchable workers (autoscaling clusters)
+
+    @property
+    def cpus(self) -> float:
+        return sum(node.get("CPU", 0.0) for node in self.nodes)
+
+    @property
+    def gpus(self) -> float:
+        return sum(node.get("GPU", 0.0) for node in self.nodes)
+
+    @property
+    def launchable_gpus(self) -> float:
+        return sum(t.resources.get("GPU", 0.0) * t.max_workers for t in self.node_types)
+
+    @property
+    def max_gpus(self) -> float:
+        """GPUs once the autoscaler has started every GPU worker it may."""
+        return self.gpus + self.launchable_gpus
+
+    def custom_resources(self) -> set[str]:
+        """Custom resources an alive or launchable node declares (cluster.yaml's large_gpu / small_gpu)."""
+        names = {key for node in self.nodes for key in node} | {key for t in self.node_types for key in t.resources}
+        return {name for name in names
+                if name not in STANDARD_RESOURCES and not name.startswith(("node:", "accelerator_type:"))}
+
+    def gpu_nodes(self) -> list[tuple[dict[str, float], int]]:
+        """(resources, how many) of every GPU node there is, and of every GPU node type the autoscaler may add."""
+        return [(node, 1) for node in self.nodes if node.get("GPU")] + [
+            (t.resources, t.max_workers) for t in self.node_types if t.resources.get("GPU") and t.max_workers > 0]
+
+    def cpus_per_gpu(self) -> float:
+        """CPUs a GPU node has per GPU (the smallest such ratio), so a trial's CPU share matches its GPU share."""
+        ratios = [node.get("CPU", 0.0) / node["GPU"] for node, _ in self.gpu_nodes()]
+        return min(ratios) if ratios else 0.0
+
+    def largest_node_cpus(self) -> float:
+        return max([node.get("CPU", 0.0) for node in self.nodes]
+                   + [t.resources.get("CPU", 0.0) for t in self.node_types if t.max_workers > 0] or [1.0])
+
+    def may_add_nodes(self) -> bool:
+        return any(t.max_workers > 0 for t in self.node_types)
+
+    def describe(self) -> str:
+        where = f"Ray cluster at {self.address}" if self.address else "a private Ray on this machine"
+        totals = f"{len(self.nodes)} node{'s' * (len(self.nodes) != 1)}, {self.cpus:g} CPUs, {self.gpus:g} GPUs"
+        custom = {name: sum(node.get(name, 0.0) for node in self.nodes) for name in self.custom_resources()}
+        custom_text = "".join(f", {value:g} {name}" for name, value in sorted(custom.items()) if value)
+        line = f"{where}: {totals}{custom_text}"
+        if self.node_types:
+            line += "; its autoscaler may add " + ", ".join(
+                f"{t.max_workers}x {t.name} ({', '.join(f'{v:g} {k}' for k, v in t.resources.items())})"
+                for t in self.node_types)
+        return line
+
+
+def local_cluster() -> Cluster:
+    """This machine, as the private Ray that `ray.init()` would start here sees it."""
+    import torch
+
+    return Cluster(None, [{"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}])
+
+
+def connected_cluster(address: str) -> Cluster:
+    """The cluster `ray.init(address=...)` joined: its alive nodes, and the autoscaler's node types when this
+    is the head of a `ray up` cluster."""
+    import ray
+
+    nodes = [{key: float(value) for key, value in node["Resources"].items()}
+             for node in ray.nodes() if node["Alive"]]
+    return Cluster(ray.get_runtime_context().gcs_address, nodes, read_node_types(autoscaler_config_path()))
+
+
+def read_node_types(path: Path) -> list[NodeType]:
+    """Worker node types from an autoscaler config (cluster.yaml, or the copy `ray up` leaves on the head)."""
+    if not path.is_file():
+        return []
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+        types = config.get("available_node_types") or {}
+        head = config.get("head_node_type")
+        return [NodeType(name, {key: float(value) for key, value in (spec.get("resources") or {}).items()},
+                         int(spec.get("max_workers", config.get("max_workers", 0))))
+                for name, spec in types.items() if name != head]
+    except (yaml.YAMLError, AttributeError, TypeError, ValueError) as error:
+        raise ClusterError(f"{path}: not a readable autoscaler config ({type(error).__name__}: {error})") from None
+
+
+def use_gpus(device: str, cluster: Cluster) -> bool:
+    """`--device auto` trains on GPUs when the cluster has some or its autoscaler can start some."""
+    if device == "cpu":
+        return False
+    if device == "gpu":
+        return True
+    return cluster.max_gpus > 0
+
+
+@dataclass(frozen=True)
+class TrialSize:
+    cpus: float
+    gpus: float
+    custom: dict[str, float]
+    max_concurrent: int  # per study: as many of its trials as the cluster can hold at once
+
+
+def trial_size(params_m: float, gpu_share: float, cluster: Cluster, on_gpu: bool, cpus_override: int | None,
+               max_concurrent_override: int | None) -> TrialSize:
+    """CPUs, GPU share, custom resources and concurrency for one model's trials on this cluster.
+
+    On GPUs, a trial gets the CPUs that go with its GPU share on a GPU node (a quarter GPU of an 8-CPU, 1-GPU
+    node: 2 CPUs), and each study may run as many trials as the cluster's GPUs (once scaled up) hold. A model
+    above LARGE_MODEL_PARAMS_M asks for `large_gpu` where some node declares it, a smaller one for `small_gpu`,
+    so big trials land only on big GPUs and small trials never start a big node. On CPUs, trials of a study run
+    one at a time with every CPU of a node (more trials at once only split the same cores)."""
+    if not on_gpu:
+        concurrent = max_concurrent_override or 1
+        cpus = cpus_override or max(1, int(cluster.largest_node_cpus() // concurrent))
+        return TrialSize(cpus, 0.0, {}, concurrent)
+    declared = cluster.custom_resources()
+    custom = {}
+    if params_m > LARGE_MODEL_PARAMS_M and LARGE_GPU in declared:
+        custom = {LARGE_GPU: math.ceil(gpu_share)}
+    elif params_m <= LARGE_MODEL_PARAMS_M and SMALL_GPU in declared:
+        custom = {SMALL_GPU: gpu_share}
+    cpus = cpus_override or max(1, int(cluster.cpus_per_gpu() * gpu_share))
+    if max_concurrent_override:
+        concurrent = max_concurrent_override
+    elif eligible := [(node, count) for node, count in cluster.gpu_nodes() if all(key in node for key in custom)]:
+        concurrent = max(1, sum(min(int(node["GPU"] / gpu_share + 1e-9), int(node.get("CPU", 0.0) // cpus)) * count
+                                for node, count in eligible))
+    else:
+        concurrent = 4  # --device gpu on a cluster that shows no GPU yet: Ray queues trials until one joins
+    return TrialSize(cpus, gpu_share, custom, concurrent)
+
+
+def private_cluster_warning(address: str | None) -> str | None:
+    """A warning when a Ray cluster runs on this machine but the sweep would start a private one instead."""
+    if address:
+        return None
+    from ray._private.utils import read_ray_address
+
+    running = read_ray_address()
+    if not running:
+        return None
+    host, _, port = running.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except (OSError, ValueError):
+        return None  # a stale address file: nothing runs there
+    return (f"warning: a Ray cluster runs on this machine ({running}) but this sweep starts a private one-node Ray "
+            f"instead; pass --address auto to run on that cluster")
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem holding `path` (from /proc/mounts: the longest mount point above it)."""
+    best, kind = "", "unknown"
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return kind
+    for line in mounts:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mount_point = parts[1].replace("\\040", " ")
+        if (str(path) == mount_point or str(path).startswith(mount_point.rstrip("/") + "/")) and \
+                len(mount_point) > len(best):
+            best, kind = mount_point, parts[2]
+    return kind
+
+
+def check_shared_storage(storage: Path, cluster: Cluster) -> None:
+    """Refuse, before any trial, a --storage that not every node of a multi-node cluster can read and write:
+    Tune would only fail at the first checkpoint, after an epoch of GPU time, and a trial retried on another node
+    could not find its checkpoint. Alive nodes are asked directly (does each see a file the driver just wrote?);
+    nodes the autoscaler may still add can only be vouched for by a network filesystem."""
+    if cluster.address is None or (len(cluster.nodes) <= 1 and not cluster.may_add_nodes()):
+        return
+    existing = next(parent for parent in (storage, *storage.parents) if parent.exists())
+    if len(cluster.nodes) > 1:
+        marker = existing / f".shared-storage-check-{uuid.uuid4().hex}"
+        try:
+            marker.write_text("")
+        except OSError as error:
+            raise ClusterError(f"--storage {storage}: cannot write there ({error.strerror})") from None
+        try:
+            blind = nodes_not_seeing(marker)
+        finally:
+            marker.unlink(missing_ok=True)
+        if blind:
+            raise ClusterError(
+                f"--storage {storage}: not shared by every node ({len(blind)} of {len(cluster.nodes)} nodes cannot "
+                f"see it, e.g. {blind[0]}); use a directory every node mounts (cluster.yaml: /mnt/results)")
+    kind = filesystem_type(existing.resolve())
+    if cluster.may_add_nodes() and kind not in NETWORK_FILESYSTEMS:
+        raise ClusterError(
+            f"--storage {storage}: on a local {kind} filesystem, but the autoscaler may add nodes that cannot "
+            f"see it; use a directory every node mounts (cluster.yaml: /mnt/results)")
+
+
+def nodes_not_seeing(marker: Path) -> list[str]:
+    """IP addresses of alive nodes on which `marker` does not exist (one zero-CPU task pinned to each node)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    def sees(path: str) -> bool:
+        return os.path.exists(path)
+
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    answers = ray.get([sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+                       .remote(str(marker)) for node in nodes], timeout=60)
+    return [node["NodeManagerAddress"] for node, seen in zip(nodes, answers) if not seen]

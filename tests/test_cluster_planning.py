@@ -1,0 +1,165 @@
+"""The plan asks the cluster, not the driver: per-trial GPU shares, CPUs, custom resources and concurrency come
+from the Ray cluster the sweep joins (its alive nodes, and the node types its autoscaler may add), and a trial
+Ray gave a GPU trains on CUDA or fails in one line. Real Ray clusters that declare GPUs; no GPU needed."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from bench.two_node import run_sweep as run_on_cluster
+from bench.two_node import two_node_cluster
+from sweeps.cluster import LARGE_GPU, SMALL_GPU, Cluster, read_node_types, trial_size, use_gpus
+from tests.conftest import REPO, run_sweep, write_goemotions
+from trainables.device import SIMULATED_GPUS_ENV, NoCudaError, autocast_dtype, trial_device
+from trainables.models import MODELS, gpu_share
+
+CLUSTER_YAML = REPO / "cluster" / "cluster.yaml"
+
+
+def cluster_yaml_cluster() -> Cluster:
+    """cluster.yaml's cluster right after `ray up`: the CPU-only head alive, every GPU worker still to start."""
+    return Cluster("10.0.0.1:6379", [{"CPU": 0.0}], read_node_types(CLUSTER_YAML))
+
+
+def size_of(alias: str, cluster: Cluster):
+    params_m = MODELS[alias].params_m
+    return trial_size(params_m, gpu_share(params_m), cluster, use_gpus("auto", cluster), None, None)
+
+
+def test_a_head_without_gpus_plans_gpus_its_autoscaler_can_start():
+    cluster = cluster_yaml_cluster()
+    assert cluster.gpus == 0 and cluster.max_gpus > 0 and use_gpus("auto", cluster)
+    assert not use_gpus("auto", Cluster(None, [{"CPU": 8.0}]))  # a laptop: CPUs
+    assert not use_gpus("cpu", cluster) and use_gpus("gpu", Cluster(None, [{"CPU": 8.0}]))
+
+
+def test_small_models_ask_for_small_gpus_and_big_ones_for_large_gpus():
+    cluster = cluster_yaml_cluster()
+    small_nodes = sum(t.max_workers for t in cluster.node_types if SMALL_GPU in t.resources)
+    large_nodes = sum(t.max_workers for t in cluster.node_types if LARGE_GPU in t.resources)
+
+    minilm = size_of("minilm", cluster)
+    assert (minilm.gpus, minilm.custom) == (0.25, {SMALL_GPU: 0.25})
+    cpus_per_gpu = min(t.resources["CPU"] / t.resources["GPU"] for t in cluster.node_types)
+    assert minilm.cpus == int(cpus_per_gpu * 0.25)  # the CPUs that go with a quarter of a GPU node
+    assert minilm.max_concurrent == 4 * small_nodes  # four per small GPU, every small GPU node scaled up
+
+    qwen7b = size_of("qwen2.5-7b", cluster)
+    assert (qwen7b.gpus, qwen7b.custom) == (1.0, {LARGE_GPU: 1})
+    assert qwen7b.max_concurrent == large_nodes
+
+
+def test_every_custom_resource_a_trial_can_request_exists_on_some_node_type():
+    cluster = cluster_yaml_cluster()
+    declared = {key for t in cluster.node_types for key in t.resources}
+    for alias, info in MODELS.items():
+        size = size_of(alias, cluster)
+        assert set(size.custom) <= declared, alias
+        # ... and on a node type big enough to hold the trial
+        assert any(all(t.resources.get(key, 0) >= value for key, value in
+                       {"GPU": size.gpus, "CPU": size.cpus, **size.custom}.items())
+                   for t in cluster.node_types), alias
+
+
+def test_without_custom_resources_trials_ask_for_gpus_only():
+    two_gpus = Cluster("a:1", [{"CPU": 16.0, "GPU": 2.0}])
+    size = size_of("roberta", two_gpus)
+    assert (size.gpus, size.custom, size.cpus) == (0.5, {}, 4)
+    assert size.max_concurrent == 4  # two trials per GPU
+
+
+def test_a_trial_given_a_gpu_it_cannot_see_fails_in_one_line(monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.delenv(SIMULATED_GPUS_ENV)
+    with pytest.raises(NoCudaError) as error:
+        trial_device(0.25, 2)
+    assert "\n" not in str(error.value) and SIMULATED_GPUS_ENV in str(error.value)
+    assert trial_device(0.0, 2) == torch.device("cpu") and torch.get_num_threads() == 2  # no GPU: CPUs
+    monkeypatch.setenv(SIMULATED_GPUS_ENV, "1")
+    assert trial_device(0.25, 1) == torch.device("cpu")  # declared GPUs in tests: CPU, on purpose
+    assert autocast_dtype(torch.device("cpu")) is None
+
+
+@pytest.fixture(scope="module")
+def data_and_model(tmp_path_factory, tiny_bert):
+    root = tmp_path_factory.mktemp("planning")
+    return write_goemotions(root / "data"), shutil.copytree(tiny_bert, root / "tiny")
+
+
+def plan_on(cluster: dict, data_and_model, tmp_path, *flags: str, env: dict | None = None):
+    data, model = data_and_model
+    done, _ = run_on_cluster({**cluster, "env": {**cluster["env"], **(env or {})}}, [
+        "--data-dir", str(data), "--models", str(model), "--storage", str(tmp_path / "runs"), "--name", "plan",
+        "--dry-run", *flags])
+    return done
+
+
+@pytest.mark.slow
+def test_dry_run_on_a_cluster_with_gpus_plans_gpu_shares(tmp_path, data_and_model):
+    """The issue's reproduction: `ray start --head --num-gpus 2 --num-cpus 2` and a driver without CUDA."""
+    with two_node_cluster(cpus_per_node=4, gpus_per_node=2, workers=0) as cluster:
+        on_gpus = plan_on(cluster, data_and_model, tmp_path)
+        on_cpus = plan_on(cluster, data_and_model, tmp_path, "--device", "cpu")
+    assert on_gpus.returncode == 0, on_gpus.stderr[-2000:]
+    assert "1 node, 4 CPUs, 2 GPUs; trials train on GPUs" in on_gpus.stdout
+    assert "budget full" in on_gpus.stdout
+    assert "1 CPU + 0.25 GPU per trial, up to 4 at once" in on_gpus.stdout  # 8 GPU quarters, 4 CPUs
+    assert on_cpus.returncode == 0, on_cpus.stderr[-2000:]
+    assert "trials train on CPUs" in on_cpus.stdout and "budget cpu" in on_cpus.stdout
+    assert "4 CPU + 0 GPU per trial, up to 1 at once" in on_cpus.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_autoscaling_head_plans_from_node_types_and_refuses_local_storage(tmp_path, data_and_model):
+    """On the head of a `ray up` cluster (~/ray_bootstrap_config.yaml; no GPU node up yet), the plan sizes trials
+    for the GPU workers to come, asks for their custom resource, and refuses a --storage only this node sees."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "ray_bootstrap_config.yaml").write_text(CLUSTER_YAML.read_text())
+    with two_node_cluster(cpus_per_node=2, gpus_per_node=0, workers=0) as cluster:
+        local = plan_on(cluster, data_and_model, tmp_path, env={"HOME": str(home)})
+    assert local.returncode == 2
+    [line] = local.stderr.strip().splitlines()[-1:]
+    assert line.startswith(f"error: --storage {tmp_path / 'runs'}: on a local") and "may add nodes" in line
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+    nodes = yaml.safe_load(CLUSTER_YAML.read_text())["available_node_types"]
+    small = nodes["gpu_small"]["resources"]
+    assert f"its autoscaler may add {nodes['gpu_small']['max_workers']}x gpu_small" in local.stdout
+    assert (f"{int(small['CPU'] * 0.25)} CPU + 0.25 GPU + 0.25 {SMALL_GPU} per trial" in local.stdout)
+
+
+@pytest.mark.slow
+def test_a_gpu_trial_on_a_machine_without_cuda_errors_with_one_line(tmp_path, data_and_model, monkeypatch):
+    """No simulation switch: the trial was given a (declared) GPU, torch has no CUDA, so it fails, not trains on
+    CPU for hours."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.delenv(SIMULATED_GPUS_ENV)  # the cluster's nodes start without it
+    data, model = data_and_model
+    with two_node_cluster(cpus_per_node=2, gpus_per_node=1, workers=0) as cluster:
+        done, _ = run_on_cluster(cluster, [
+            "--data-dir", str(data), "--models", str(model), "--budget", "smoke", "--num-samples", "1",
+            "--max-failures", "0", "--storage", str(tmp_path), "--name", "nocuda"])
+    [error_file] = (tmp_path / "nocuda").glob("*/error.txt")
+    assert "NoCudaError: this trial was given 0.25 GPU but torch" in error_file.read_text()
+    assert done.returncode == 0 or "NoCudaError" in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_warns_when_a_cluster_runs_here_but_the_sweep_starts_its_own(tmp_path, data_and_model, monkeypatch):
+    """`python sweeps/...` on a cluster's head without --address would quietly start a private one-node Ray."""
+    with two_node_cluster(cpus_per_node=1, workers=0) as cluster:
+        (tmp_path / "ray").mkdir()
+        (tmp_path / "ray" / "ray_current_cluster").write_text(cluster["address"])  # what `ray start` leaves
+        monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+        data, model = data_and_model
+        done = run_sweep("goemotions_raw.py", "--data-dir", str(data), "--models", str(model), "--dry-run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"warning: a Ray cluster runs on this machine ({cluster['address']})" in done.stderr
+    assert "--address auto" in done.stderr

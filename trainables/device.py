@@ -1,0 +1,61 @@
+"""Where a trial trains and in which precision: what Ray granted it decides, not what torch happens to see.
+
+Ray 2.60 no longer hides GPUs from tasks that reserved none, so `torch.cuda.is_available()` is True for a
+0-GPU trial on a GPU node: it would train on `cuda:0` unreserved, beside the trials that did reserve it.
+And a trial that was given a GPU but cannot see CUDA (a CPU build of torch on the workers) would otherwise train
+for hours on CPU without a word. Tests and the cluster simulation declare logical GPUs on CPU machines
+(`ray.init(num_gpus=2)`); they set SIMULATED_GPUS_ENV, the one switch that lets a GPU trial run on CPU.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+SIMULATED_GPUS_ENV = "EMOTION_SWEEPS_SIMULATED_GPUS"
+
+
+class NoCudaError(RuntimeError):
+    """A trial holds a GPU reservation but torch cannot use CUDA."""
+
+
+def gpus_simulated() -> bool:
+    return os.environ.get(SIMULATED_GPUS_ENV, "0") not in ("", "0", "false")
+
+
+def trial_device(gpus: float, cpus: float) -> torch.device:
+    """The device for a trial Ray gave `gpus` (a share of one GPU, or whole GPUs) and `cpus`.
+
+    A share below one GPU also caps this process's CUDA memory to that share, so trials packed onto one GPU
+    cannot starve each other (an out-of-memory error names the trial that overran, not its neighbour)."""
+    if gpus > 0:
+        if torch.cuda.is_available():
+            device = torch.device("cuda", 0)  # Ray sets CUDA_VISIBLE_DEVICES to the GPU(s) it granted
+            if gpus < 1:
+                torch.cuda.set_per_process_memory_fraction(gpus, device)
+            return device
+        if not gpus_simulated():
+            raise NoCudaError(
+                f"this trial was given {gpus:g} GPU but torch {torch.__version__} sees no CUDA device "
+                f"(CUDA build: {torch.version.cuda or 'none'}); install a CUDA build of torch on the GPU nodes, "
+                f"or set {SIMULATED_GPUS_ENV}=1 where GPUs are only declared (tests)")
+    torch.set_num_threads(max(1, int(cpus)))
+    return torch.device("cpu")
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 on GPUs that compute it natively (Ampere, compute capability 8.0, and newer), fp16 (with a
+    GradScaler) before that, None (fp32) on CPU. `torch.cuda.is_bf16_supported()` is True on T4/V100 too, where
+    bf16 is emulated and slow, so it cannot decide this."""
+    if device.type != "cuda":
+        return None
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def trial_resources() -> tuple[float, float]:
+    """(GPUs, CPUs) Ray reserved for the running trial."""
+    from ray import tune
+
+    resources = tune.get_context().get_trial_resources().required_resources
+    return float(resources.get("GPU", 0.0)), float(resources.get("CPU", 1.0))
