@@ -28,8 +28,8 @@ from sweeps.cluster import (Cluster, ClusterError, check_shared_storage, connect
                             private_cluster_warning, trial_size, use_gpus)
 from sweeps.tuning import JOURNAL, JournalError, Study, build_tuner, close_cut_trials, fit, open_journal
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset
-from trainables.models import (ModelError, ResolvedModel, four_bit_problem, gpu_share, hub_reachable,
-                               resolve_model)
+from trainables.hub import hub_reachable
+from trainables.models import ModelError, ResolvedModel, four_bit_problem, gpu_share, resolve_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAYOUT = "one-experiment"  # sweep.json of experiments where every study runs in one Tune experiment
@@ -173,6 +173,7 @@ class Plan:
     experiment: str
     dataset: str
     data_source: str
+    data_revision: str | None  # the hub commit the rows were read at (None: --data-dir)
     budget: str
     budget_note: str
     cluster: str  # what the sweep runs on, as the plan printed it
@@ -226,11 +227,8 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
     if len({m.name for m in models}) != len(models):
         fail(f"--models {' '.join(names)}: two models share the name {models[0].name!r}")
 
-    if args.data_dir is None and not hub_reachable():
-        fail(f"--data-dir is required: the dataset hub is unreachable (files expected: "
-             f"{', '.join(DATASETS[experiment.dataset].local_files)})")
-    try:
-        data = load_dataset(experiment.dataset, args.data_dir,
+    try:  # from the hub (or its local cache) without --data-dir; a resumed sweep reads the commit it started on
+        data = load_dataset(experiment.dataset, args.data_dir, revision=getattr(args, "data_revision", None),
                             **{key: getattr(args, key) for key in DATASETS[experiment.dataset].options})
     except DataError as error:
         fail(str(error))
@@ -271,6 +269,7 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
                 fail(f"--variant qlora: {problem}")
             model_rows.append({
                 "name": "-".join([model.name, *map(str, study.values())]), "source": model.source,
+                "revision": model.revision,
                 "params_m": round(model.params_m, 1), "cpus_per_trial": size.cpus, "gpus_per_trial": size.gpus,
                 "custom_resources": size.custom, "max_concurrent": size.max_concurrent, "note": model.note,
                 "fixed": model_fixed, "searched": sorted(model_space),
@@ -283,6 +282,7 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
     plan = Plan(
         experiment=experiment.name, dataset=experiment.dataset,
         data_source=str(Path(args.data_dir).resolve()) if args.data_dir else DATASETS[experiment.dataset].hub_id,
+        data_revision=data.revision,
         budget=budget_name, budget_note=budget_note, cluster=cluster.describe(), device="gpu" if on_gpu else "cpu",
         models=model_rows, search=args.search,
         scheduler=args.scheduler, num_samples=num_samples,
@@ -341,7 +341,7 @@ def check_decoder(model: ResolvedModel, fixed: dict, space: dict, on_gpu: bool, 
         fail(f"--models {model.name}: {model.params_m:.0f}M params is too big for QLoRA on CPUs "
              f"(up to {CPU_MAX_PARAMS_M}M; the cluster has no GPU)")
     values = {key: possible_values(key, fixed, space, DEFAULTS[key]) for key in ("mode", "template", "lora_r")}
-    problem = setup_problem(model.source, values["mode"], values["template"], values["lora_r"])
+    problem = setup_problem(model.source, values["mode"], values["template"], values["lora_r"], model.revision)
     if problem:
         fail(f"--models {model.name}: {problem}")
 
@@ -415,7 +415,8 @@ def studies_of(plan: Plan, experiment: Experiment) -> list[Study]:
     for model in plan.models:
         fixed = {**plan.fixed, **model["fixed"]}
         studies.append(Study(
-            name=model["name"], config={**fixed, "model": model["name"], "model_source": model["source"]},
+            name=model["name"], config={**fixed, "model": model["name"], "model_source": model["source"],
+                                        "model_revision": model["revision"]},
             space=searched_space(experiment, BUDGETS[plan.budget], plan.search, fixed),
             num_samples=model["num_samples"], max_concurrent=model["max_concurrent"], cpus=model["cpus_per_trial"],
             gpus=model["gpus_per_trial"], custom=model["custom_resources"], first_trial=model["first_trial"]))
@@ -493,7 +494,10 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
         if sweep.get("layout") != LAYOUT:
             fail(f"--resume: {saved}: made by an older layout (one Tune experiment per model), which this version "
                  f"cannot continue; start a new --name")
-        keep = {"resume": True, "restart_errored": args.restart_errored, "address": args.address,
+        # the commits the sweep started on, not whatever the hub's main branch points to now
+        pinned = {"data_revision": sweep.get("data_revision"),
+                  "model_revisions": {m["name"]: m.get("revision") for m in sweep.get("models", [])}}
+        keep = {**pinned, "resume": True, "restart_errored": args.restart_errored, "address": args.address,
                 "no_dashboard": args.no_dashboard, "dry_run": args.dry_run}
         args = argparse.Namespace(**{"device": "auto", **sweep["args"], **keep})
     if args.wandb == "online" and not os.environ.get("WANDB_API_KEY"):
@@ -501,6 +505,8 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
 
     cluster = join_cluster(args)
     plan, data = make_plan(experiment, args, cluster)
+    for model in plan.models:
+        model["revision"] = getattr(args, "model_revisions", {}).get(model["name"], model["revision"])
     sweep_dir = Path(plan.sweep_dir)
     if sweep_dir.exists() and not args.resume:
         fail(f"--name {sweep_dir.name}: {sweep_dir} already exists; pass --resume to continue it or a new --name")

