@@ -66,7 +66,8 @@ def two_node_cluster(cpus_per_node: int = 1, gpus_per_node: int = 0, workers: in
     root = Path(tempfile.mkdtemp(prefix="ray-2n-", dir="/tmp"))  # short: Ray's socket paths live under it
     gcs_port = free_port()
     common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus_per_node), "--num-gpus",
-              str(gpus_per_node), "--disable-usage-stats", *(["--resources", json.dumps(resources)] if resources else [])]
+              str(gpus_per_node), "--disable-usage-stats",
+              *(["--resources", json.dumps(resources)] if resources else [])]
     commands = {
         "head": ["--head", "--port", str(gcs_port), "--dashboard-host", "127.0.0.1", "--dashboard-port",
                  str(free_port()), "--ray-client-server-port", str(free_port())],
