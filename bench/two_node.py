@@ -115,12 +115,12 @@ def trial_placement(sweep_dir: Path, temp_dirs: dict[str, Path]) -> dict[str, st
     return placement
 
 
-def run_sweep(cluster: dict, sweep_args: list[str], timeout_s: float = 600
+def run_sweep(cluster: dict, sweep_args: list[str], timeout_s: float = 600, script: str = "goemotions_raw.py"
               ) -> tuple[subprocess.CompletedProcess, float]:
     """The sweep as a user runs it against the cluster: --address, and the cluster's token in the environment."""
-    env = {**cluster["env"], "HF_HUB_OFFLINE": "1", "TUNE_RESULT_BUFFER_LENGTH": "1"}
+    env = {"HF_HUB_OFFLINE": "1", **cluster["env"], "TUNE_RESULT_BUFFER_LENGTH": "1"}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(REPO / "sweeps" / "goemotions_raw.py"), "--address",
+    done = subprocess.run([sys.executable, str(REPO / "sweeps" / script), "--address",
                            cluster["address"], *sweep_args], capture_output=True, text=True, env=env, cwd=REPO,
                           timeout=timeout_s)
     return done, time.perf_counter() - started

@@ -163,3 +163,40 @@ def test_warns_when_a_cluster_runs_here_but_the_sweep_starts_its_own(tmp_path, d
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"warning: a Ray cluster runs on this machine ({cluster['address']})" in done.stderr
     assert "--address auto" in done.stderr
+
+
+@pytest.mark.slow
+def test_default_models_of_the_documented_commands_plan_gpu_shares_and_classes(tmp_path, tiny_bert):
+    """The issue's "done when": on a cluster with GPUs (declared, with cluster.yaml's GPU classes), the sweeps
+    without --models plan every default model on GPUs, several trials at once; Qwen2.5-7B asks for a large GPU,
+    everything else for a share of a small one. The default models come from a local Hugging Face cache (tiny
+    stand-ins under their hub ids), as on a head that downloaded them once."""
+    from tests.test_datasets import write_semeval_ec
+    from tests.test_decoder import build_tiny_qwen
+    from tests.test_hub import put_in_hub_cache
+
+    hub_cache = tmp_path / "hub"
+    qwen = build_tiny_qwen(tmp_path / "qwen", ["joy anger fear"])
+    for alias in ("distilbert", "albert", "mobilebert", "minilm", "qwen3-0.6b", "qwen2.5-7b"):
+        put_in_hub_cache(hub_cache, "model", MODELS[alias].hub_id, f"{len(alias):040x}",
+                         files=qwen if alias.startswith("qwen") else tiny_bert)
+    env = {"HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1"}
+    semeval = write_semeval_ec(tmp_path / "ec")
+    with two_node_cluster(cpus_per_node=8, gpus_per_node=2, workers=0,
+                          resources={SMALL_GPU: 2, LARGE_GPU: 2}) as cluster:
+        encoders, _ = run_on_cluster({**cluster, "env": {**cluster["env"], **env}}, [
+            "--data-dir", str(write_goemotions(tmp_path / "ge")), "--storage", str(tmp_path / "runs"), "--dry-run"])
+        decoders, _ = run_on_cluster({**cluster, "env": {**cluster["env"], **env}}, [
+            "--data-dir", str(semeval), "--storage", str(tmp_path / "runs"), "--dry-run"],
+            script="qlora_semeval_ec.py")
+    assert encoders.returncode == 0, encoders.stderr[-2000:]
+    for alias in ("distilbert", "albert", "mobilebert", "minilm"):
+        share = gpu_share(MODELS[alias].params_m)
+        line = next(line for line in encoders.stdout.splitlines() if line.startswith(f"  model {alias}:"))
+        assert f" + {share:g} GPU + {share:g} {SMALL_GPU} per trial" in line, line
+        assert int(line.rsplit("up to ", 1)[1].split()[0]) > 1, line
+    assert decoders.returncode == 0, decoders.stderr[-2000:]
+    assert "budget full" in decoders.stdout
+    big = next(line for line in decoders.stdout.splitlines() if line.startswith("  model qwen2.5-7b:"))
+    assert " + 1 GPU + 1 large_gpu per trial, up to 2 at once" in big, big
+    assert not (tmp_path / "runs").exists()
