@@ -373,7 +373,7 @@ def test_bad_decoder_input_fails_before_ray_with_one_line(tmp_path, goemotions_d
         assert err.startswith(f"error: --models {tiny_qwen.name}: ") and message in err and "\n" not in err
     with pytest.raises(SystemExit):
         main(sweep_file.EXPERIMENT, argv + ["--budget", "full"])
-    assert "QLoRA decoders on CPU run the smoke or cpu budget only" in capsys.readouterr().err
+    assert "QLoRA decoders on CPUs run the smoke or cpu budget only" in capsys.readouterr().err
     no_pad = build_tiny_qwen(tmp_path / "no-pad", fixture_texts(goemotions_dir), pad=False)
     result = run_sweep("qlora_goemotions.py", *argv[:2], "--models", str(no_pad), *argv[4:])
     assert result.returncode == 2 and "neither a pad nor an end-of-sequence token" in result.stderr
