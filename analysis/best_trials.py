@@ -23,7 +23,7 @@ from sklearn.metrics import f1_score, jaccard_score
 from trainables.data import DataError
 from trainables.metrics import macro_f1, multilabel_report, singlelabel_report
 
-INTERNAL_KEYS = {"model", "model_source", "study", "seed", "thresholds"}
+INTERNAL_KEYS = {"model", "model_source", "model_revision", "study", "seed", "thresholds"}
 
 
 class ExperimentError(ValueError):

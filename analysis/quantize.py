@@ -136,7 +136,7 @@ def load_trial(row: dict, data: EmotionData
 
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(config["model_source"])
+    tokenizer = AutoTokenizer.from_pretrained(config["model_source"], revision=config.get("model_revision"))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def encode(texts: list[str]) -> list[list[int]]:

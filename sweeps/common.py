@@ -16,7 +16,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import import_module
 from pathlib import Path
 from typing import Callable
@@ -224,6 +224,8 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
             models = [resolve_model(n, hub_ok) for n in experiment.offline_models]
         except ModelError as offline_error:
             fail(str(offline_error))
+        models = [replace(m, note=f"standing in for {' '.join(names)}, which needs the hub or the local HF cache; "
+                                  f"{m.note}") for m in models]
     if len({m.name for m in models}) != len(models):
         fail(f"--models {' '.join(names)}: two models share the name {models[0].name!r}")
 
