@@ -100,8 +100,7 @@ def encoder_precision_check(source: str, revision: str | None, data: EmotionData
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    rng = np.random.default_rng(0)
-    batches = chain.from_iterable(length_grouped_batches(lengths, 32, rng) for _ in count())
+    batches = chain.from_iterable(length_grouped_batches(lengths, 32, epoch) for epoch in count())
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -338,8 +338,7 @@ def train_decoder(config: dict, data: EmotionData) -> None:
     for epoch in range(start_epoch, epochs):
         model.train()
         started, seen, train_loss = time.perf_counter(), 0, 0.0
-        rng = np.random.default_rng(seed * 1000 + epoch)  # same batches after a resume
-        batches = length_grouped_batches(train_lengths, int(config["batch_size"]), rng)
+        batches = length_grouped_batches(train_lengths, int(config["batch_size"]), seed * 1000 + epoch)
         for indices in batches:
             inputs = collate([train_rows[i] for i in indices], pad_id, device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
