@@ -193,7 +193,9 @@ def train_encoder(config: dict, data: EmotionData) -> None:
     amp_dtype = autocast_dtype(device)
     multi_label = data.multi_label
 
-    # Data: tokenize every split once; batches are padded per batch.
+    # Data: tokenize every split once; batches are padded per batch. `phases` times what a trial spends outside
+    # its training loop (reported with every epoch, so a sweep's overhead per trial can be read off its results).
+    phases = {"tokenize_s": -time.perf_counter()}
     tokenizer = AutoTokenizer.from_pretrained(config["model_source"], revision=config.get("model_revision"))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -212,6 +214,8 @@ def train_encoder(config: dict, data: EmotionData) -> None:
 
     # Model: a pretrained body + a new head sized for this label set; a retried or restored trial
     # continues from its last checkpoint instead.
+    phases["tokenize_s"] += time.perf_counter()
+    phases["load_s"] = -time.perf_counter()
     checkpoint = tune.get_checkpoint()
     resume_dir = Path(checkpoint.to_directory()) if checkpoint else None
     model = load_encoder(config, data, device, resume_dir / "model" if resume_dir else None)
@@ -219,6 +223,7 @@ def train_encoder(config: dict, data: EmotionData) -> None:
     trainable_params, all_params = (model.get_nb_trainable_parameters() if qlora else  # 4-bit counted unpacked
                                     (sum(p.numel() for p in model.parameters()),) * 2)
     params_m, trainable_params_m = all_params / 1e6, trainable_params / 1e6
+    phases["load_s"] += time.perf_counter()
 
     if multi_label:
         pos_weight = None
@@ -305,7 +310,9 @@ def train_encoder(config: dict, data: EmotionData) -> None:
             seen += len(indices)
         train_seconds = time.perf_counter() - started
 
+        phases["val_s"] = -time.perf_counter()
         val_probs, val_loss = predict(val_ids, val_lengths, val_labels)
+        phases["val_s"] += time.perf_counter()
         y_val = data.validation.labels
         metrics = {"epoch": epoch + 1, "train_loss": train_loss / seen, "val_loss": val_loss,
                    "train_examples_per_s": seen / train_seconds, "params_m": params_m,
@@ -327,12 +334,15 @@ def train_encoder(config: dict, data: EmotionData) -> None:
         improved = metrics["val_macro_f1"] >= best_val
         if improved:
             best_val = metrics["val_macro_f1"]
+            phases["test_s"] = -time.perf_counter()
             test_probs, _ = predict(test_ids, test_lengths, None)
+            phases["test_s"] += time.perf_counter()
             arrays["test_probs"] = test_probs
             if data.test.labels is not None:
                 arrays["test_labels"] = data.test.labels
         metrics["best_val_macro_f1"] = best_val
         metrics.update(cost.metrics())
+        phases["save_s"] = -time.perf_counter()
 
         with tempfile.TemporaryDirectory() as directory:
             # qlora: adapters + head only (the embeddings never train, so peft need not ask the hub whether the
@@ -348,4 +358,7 @@ def train_encoder(config: dict, data: EmotionData) -> None:
             np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1,
                                 val_macro_f1=metrics["val_macro_f1"],
                                 label_names=np.array(data.label_names), **arrays)
+            phases["save_s"] += time.perf_counter()  # the files; Tune's copy of them into storage comes after
+            metrics.update({"train_s": train_seconds, "test_s": 0.0, **phases})
+            phases.pop("test_s", None)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
