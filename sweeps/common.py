@@ -261,6 +261,7 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
         size = trial_size(model.params_m, share, cluster, on_gpu and share > 0, args.cpus_per_trial,
                           args.max_concurrent)
         for study in studies:
+            row_name = "-".join([model.name, *map(str, study.values())])
             model_fixed = {**{key: value for key, value in experiment.per_model.get(model.name, {}).items()
                               if getattr(args, key, None) is None},  # a flag beats the sweep file's value
                            **study}
@@ -270,8 +271,8 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
             if model_fixed.get("variant") == "qlora" and (problem := four_bit_problem()):
                 fail(f"--variant qlora: {problem}")
             model_rows.append({
-                "name": "-".join([model.name, *map(str, study.values())]), "source": model.source,
-                "revision": model.revision,
+                "name": row_name, "source": model.source,  # a resumed sweep keeps the commits it started on
+                "revision": getattr(args, "model_revisions", {}).get(row_name, model.revision),
                 "params_m": round(model.params_m, 1), "cpus_per_trial": size.cpus, "gpus_per_trial": size.gpus,
                 "custom_resources": size.custom, "max_concurrent": size.max_concurrent, "note": model.note,
                 "fixed": model_fixed, "searched": sorted(model_space),
@@ -507,8 +508,6 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
 
     cluster = join_cluster(args)
     plan, data = make_plan(experiment, args, cluster)
-    for model in plan.models:
-        model["revision"] = getattr(args, "model_revisions", {}).get(model["name"], model["revision"])
     sweep_dir = Path(plan.sweep_dir)
     if sweep_dir.exists() and not args.resume:
         fail(f"--name {sweep_dir.name}: {sweep_dir} already exists; pass --resume to continue it or a new --name")

@@ -172,10 +172,10 @@ class TrialCost:
 
     def __init__(self, carried_wall_s: float = 0.0):
         import ray
-        from ray import tune
 
-        resources = tune.get_context().get_trial_resources().required_resources
-        self.cpus, self.gpus = float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0))
+        from trainables.device import trial_resources
+
+        self.gpus, self.cpus = trial_resources()
         self.gpu_ids = [str(gpu) for gpu in ray.get_gpu_ids()]
         self.carried_wall_s = carried_wall_s
         self.started_at, self.started = time.time(), time.monotonic()
