@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -63,10 +64,16 @@ class EmotionData:
                        test=self.test.subsample(test_rows, seed + 2))
 
 
-def _read_lines(path: Path) -> list[str]:
-    """The file's lines without line ends (LF or CRLF); a clear error for a missing file or bad UTF-8.
+BOM = "\ufeff"
 
-    Splits on newlines only: `str.splitlines` would also break a tweet at U+2028 or a form feed."""
+
+def _read_lines(path: Path, last_field: str | None = None) -> list[str]:
+    """The file's lines without line ends (LF or CRLF), less a leading BOM and trailing whitespace-only lines
+    (what editors and spreadsheet exports add); a clear error for a missing file or bad UTF-8.
+
+    Splits on newlines only: `str.splitlines` would also break a tweet at U+2028 or a form feed. With
+    `last_field` (the free-text field that ends each line), the last line must end with a line end: a file cut
+    short inside that field would otherwise load with a shortened value."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     raw = path.read_bytes()
@@ -75,10 +82,29 @@ def _read_lines(path: Path) -> list[str]:
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: text: not valid UTF-8 (byte {raw[error.start]:#04x})") from None
-    lines = text.split("\n")
-    if lines[-1] == "":
+    lines = text.removeprefix(BOM).split("\n")
+    unterminated = lines.pop().removesuffix("\r")  # what follows the last line end: "" in a whole file
+    lines = [line.removesuffix("\r") for line in lines]
+    if unterminated.strip():
+        lines.append(unterminated)
+        if last_field:
+            raise DataError(f"{path}:{len(lines)}: {last_field}: the last line has no line end (is the file cut "
+                            f"short?)")
+    while lines and not lines[-1].strip():
         lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    return lines
+
+
+def _check_names(path: Path, names: list[str], field_name: str) -> None:
+    """Names, one a line (stripped), must be non-empty and unique: two outputs that mean the same emotion, or
+    one that means nothing, would train silently."""
+    first_seen: dict[str, int] = {}
+    for number, name in enumerate(names, 1):
+        if not name:
+            raise DataError(f"{path}:{number}: {field_name}: empty")
+        if name in first_seen:
+            raise DataError(f"{path}:{number}: {field_name}: duplicate {name!r} (first on line {first_seen[name]})")
+        first_seen[name] = number
 
 
 # --- The hub: `datasets.load_dataset` at a pinned commit -------------------------------------------------
@@ -117,11 +143,13 @@ def load_hub_splits(source: HubDataset, columns: tuple[str, ...], revision: str 
     with a local directory in the repo's layout (a mirror on disk, or a test's fixture), read by the same
     `datasets` code; a directory has no commit (None)."""
     import datasets
+    import yaml
 
     from trainables.hub import HubError, commit_sha, one_line
 
     repo = repo or source.repo_id
-    if Path(repo).is_dir():
+    local = Path(repo).is_dir()
+    if local:
         revision = None
     elif revision is None:
         try:
@@ -130,8 +158,16 @@ def load_hub_splits(source: HubDataset, columns: tuple[str, ...], revision: str 
             raise DataError(f"{error} {DATA_DIR_HINT}") from None
     where = {"data_dir": source.config} if source.branch == PARQUET_EXPORT else {"name": source.config}
     try:
-        loaded = datasets.load_dataset(repo, revision=revision, **where)
-    except (OSError, ValueError, RuntimeError, datasets.exceptions.DatasetsError) as error:
+        if local:
+            # `datasets` caches a directory's splits by its name and config alone: a changed directory, or another
+            # one with the same name, would load the rows cached from the first. So a directory is read afresh,
+            # into memory, through a cache of its own that goes once read.
+            with tempfile.TemporaryDirectory(prefix="hub-dir-") as cache:
+                loaded = datasets.load_dataset(repo, **where, cache_dir=cache, keep_in_memory=True)
+        else:
+            loaded = datasets.load_dataset(repo, revision=revision, **where)
+    except (OSError, ValueError, RuntimeError, TypeError, yaml.YAMLError, datasets.exceptions.DatasetsError) as error:
+        # TypeError and YAMLError: what `datasets` raises for a README.md whose YAML header is malformed
         raise hub_data_error(source, one_line(error)) from None
     for split in HUB_SPLITS:
         if split not in loaded:
@@ -158,41 +194,99 @@ def hub_class_names(source: HubDataset, split, column: str, expected: tuple[str,
     return names
 
 
+def hub_texts(source: HubDataset, name: str, split, column: str) -> list[str]:
+    """A split's text column; an empty or missing text is an error, as in the release files (rows count
+    from 0, as `split[row]` does)."""
+    texts = list(split[column])
+    for row, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise hub_data_error(source, f"{name} split: row {row}: {column}: empty")
+    return texts
+
+
+def hub_ids(source: HubDataset, name: str, split, column: str) -> list[str]:
+    """A split's id column: non-empty and unique, as in the release files."""
+    ids, first_seen = list(split[column]), {}
+    for row, value in enumerate(ids):
+        if not isinstance(value, str) or not value.strip():
+            raise hub_data_error(source, f"{name} split: row {row}: {column}: empty")
+        if value in first_seen:
+            raise hub_data_error(source, f"{name} split: row {row}: {column}: duplicate {value!r} "
+                                         f"(first in row {first_seen[value]})")
+        first_seen[value] = row
+    return ids
+
+
+def hub_class_ids(source: HubDataset, name: str, split, column: str, num_labels: int) -> list[list[int]]:
+    """A ClassLabel column (or list of ClassLabels) as lists of class ids, each in range: Parquet does not
+    enforce the range, and -1 would index the last class silently. A row needs at least one class."""
+    rows = list(split[column])
+    for row, value in enumerate(rows):
+        ids = value if isinstance(value, list) else [value]
+        if not ids:
+            raise hub_data_error(source, f"{name} split: row {row}: {column}: none")
+        for class_id in ids:
+            if not isinstance(class_id, int) or not 0 <= class_id < num_labels:
+                raise hub_data_error(source, f"{name} split: row {row}: {column}: {class_id!r} is not a class id "
+                                             f"in 0..{num_labels - 1}")
+    return [value if isinstance(value, list) else [value] for value in rows]
+
+
 # --- GoEmotions (release format: text<TAB>label ids<TAB>comment id, no header) ---------------------------
 
 GOEMOTIONS_HUB = HubDataset("google-research-datasets/go_emotions", "simplified")
 
 
 def _read_goemotions_labels(path: Path) -> list[str]:
+    """labels.txt: the release's 28 names, one a line, in id order. Checked name by name, like the hub's
+    class names: a dropped, swapped or cut line would silently give label ids other emotions."""
     names = [line.strip() for line in _read_lines(path)]
-    for number, name in enumerate(names, 1):
-        if not name:
-            raise DataError(f"{path}:{number}: label name: empty")
     if not names:
-        raise DataError(f"{path}: no label names")
+        raise DataError(f"{path}:1: label name: none (empty file)")
+    _check_names(path, names, "label name")
+    for number, (name, wanted) in enumerate(zip(names, GOEMOTIONS_LABELS), 1):
+        if name != wanted:
+            raise DataError(f"{path}:{number}: label name: {name!r}, expected {wanted!r} (the GoEmotions labels, "
+                            f"in id order)")
+    if len(names) != len(GOEMOTIONS_LABELS):
+        number = min(len(names), len(GOEMOTIONS_LABELS)) + 1
+        found = repr(names[number - 1]) if len(names) >= number else "no line"
+        raise DataError(f"{path}:{number}: label name: {found}, expected {len(GOEMOTIONS_LABELS)} names "
+                        f"(the GoEmotions labels, in id order)")
     return names
 
 
+LABEL_ID = re.compile(r"[0-9]{1,9}")  # ASCII digits only: int() also takes '٣', and str.isdigit() '³'
+
+
 def _read_goemotions_split(path: Path, num_labels: int) -> tuple[list[str], list[list[int]], list[str]]:
-    texts, label_ids, ids = [], [], []
-    for number, line in enumerate(_read_lines(path), 1):
+    texts, label_ids, ids, first_seen = [], [], [], {}
+    for number, line in enumerate(_read_lines(path, last_field="comment id"), 1):
         fields = line.split("\t")
         if len(fields) != 3:
             raise DataError(f"{path}:{number}: columns: expected 3 tab-separated fields "
                             f"(text, label ids, comment id), found {len(fields)}")
-        text, labels, comment_id = fields
+        text, labels, comment_id = fields[0], fields[1], fields[2].strip()
         if not text.strip():
             raise DataError(f"{path}:{number}: text: empty")
         row_labels = []
         for token in labels.split(","):
-            if not token.strip().isdigit() or int(token) >= num_labels:
+            if not LABEL_ID.fullmatch(token.strip()) or int(token) >= num_labels:
                 raise DataError(f"{path}:{number}: labels: {token!r} is not a label id in 0..{num_labels - 1}")
             row_labels.append(int(token))
+        if not comment_id:
+            raise DataError(f"{path}:{number}: comment id: empty")
+        if any(character.isspace() for character in comment_id):
+            raise DataError(f"{path}:{number}: comment id: {comment_id!r} has whitespace in it")
+        if comment_id in first_seen:
+            raise DataError(f"{path}:{number}: comment id: duplicate {comment_id!r} "
+                            f"(first on line {first_seen[comment_id]})")
+        first_seen[comment_id] = number
         texts.append(text)
         label_ids.append(row_labels)
         ids.append(comment_id)
     if not texts:
-        raise DataError(f"{path}: no rows")
+        raise DataError(f"{path}:1: rows: none (empty file)")
     return texts, label_ids, ids
 
 
@@ -215,7 +309,10 @@ def load_goemotions_local(data_dir: Path) -> EmotionData:
 def load_goemotions_hub(revision: str | None = None, repo: str | None = None) -> EmotionData:
     loaded, revision = load_hub_splits(GOEMOTIONS_HUB, ("text", "labels", "id"), revision, repo)
     label_names = hub_class_names(GOEMOTIONS_HUB, loaded["train"], "labels", GOEMOTIONS_LABELS)
-    splits = {name: Split(list(split["text"]), multi_hot(list(split["labels"]), len(label_names)), list(split["id"]))
+    splits = {name: Split(hub_texts(GOEMOTIONS_HUB, name, split, "text"),
+                          multi_hot(hub_class_ids(GOEMOTIONS_HUB, name, split, "labels", len(label_names)),
+                                    len(label_names)),
+                          hub_ids(GOEMOTIONS_HUB, name, split, "id"))
               for name, split in loaded.items()}
     return EmotionData("goemotions", label_names, multi_label=True, revision=revision, **splits)
 
@@ -278,7 +375,7 @@ def read_semeval_ec(path: Path, labelled: bool = True) -> Split:
     path = Path(path)
     lines = _read_lines(path)
     if not lines:
-        raise DataError(f"{path}: empty file (expected the header {' '.join(SEMEVAL_EC_COLUMNS)})")
+        raise DataError(f"{path}:1: header: none (empty file; expected {' '.join(SEMEVAL_EC_COLUMNS)})")
     header = [column.strip() for column in lines[0].split("\t")]
     for column in header:
         if column not in SEMEVAL_EC_COLUMNS:
@@ -287,8 +384,10 @@ def read_semeval_ec(path: Path, labelled: bool = True) -> Split:
     missing = [column for column in SEMEVAL_EC_COLUMNS if column not in header]
     if missing:
         raise DataError(f"{path}:1: header: missing column(s) {', '.join(missing)}")
-    if len(header) != len(set(header)):
-        raise DataError(f"{path}:1: header: a column appears twice")
+    for i, column in enumerate(header):
+        if column in header[:i]:
+            raise DataError(f"{path}:1: header: column {column!r} appears twice (fields {header.index(column) + 1} "
+                            f"and {i + 1})")
     position = {column: i for i, column in enumerate(header)}
 
     ids, texts, rows, first_seen, withheld = [], [], [], {}, None
@@ -300,6 +399,8 @@ def read_semeval_ec(path: Path, labelled: bool = True) -> Split:
         tweet_id, text = fields[position["ID"]].strip(), fields[position["Tweet"]]
         if not tweet_id:
             raise DataError(f"{path}:{number}: ID: empty")
+        if any(character.isspace() for character in tweet_id):
+            raise DataError(f"{path}:{number}: ID: {tweet_id!r} has whitespace in it")
         if tweet_id in first_seen:
             raise DataError(f"{path}:{number}: ID: duplicate {tweet_id!r} (first on line {first_seen[tweet_id]})")
         first_seen[tweet_id] = number
@@ -324,7 +425,7 @@ def read_semeval_ec(path: Path, labelled: bool = True) -> Split:
         texts.append(text)
         rows.append([0.0 if row_withheld else float(value) for value in values])
     if not texts:
-        raise DataError(f"{path}: no rows after the header")
+        raise DataError(f"{path}:2: rows: none after the header")
     labels = None if withheld else np.array(rows, dtype=np.float32)
     return Split(texts, labels, ids)
 
@@ -345,10 +446,14 @@ def load_semeval_ec_hub(revision: str | None = None, repo: str | None = None) ->
             dtype = getattr(split.features[label], "dtype", None)
             if dtype != "bool" and not str(dtype).startswith("int"):
                 raise hub_data_error(SEMEVAL_EC_HUB, f"{name} split: column {label}: {dtype} values, not 0/1")
+            if None in split[label]:
+                raise hub_data_error(SEMEVAL_EC_HUB, f"{name} split: row {list(split[label]).index(None)}: "
+                                                     f"{label}: empty")
         labels = np.array([list(split[label]) for label in SEMEVAL_EC_LABELS], dtype=np.float32).T
         if not np.isin(labels, (0.0, 1.0)).all():
             raise hub_data_error(SEMEVAL_EC_HUB, f"{name} split: a label column holds values other than 0/1")
-        splits[name] = Split(list(split["Tweet"]), labels, list(split["ID"]))
+        splits[name] = Split(hub_texts(SEMEVAL_EC_HUB, name, split, "Tweet"), labels,
+                             hub_ids(SEMEVAL_EC_HUB, name, split, "ID"))
     return EmotionData("semeval_ec", list(SEMEVAL_EC_LABELS), multi_label=True, revision=revision, **splits)
 
 
@@ -360,12 +465,17 @@ EMOTION6_FILES = {"train": "train.txt", "validation": "val.txt", "test": "test.t
 
 
 def read_emotion6(path: Path) -> Split:
+    """One file of `text;label` lines. The release's texts hold no ';' (punctuation is stripped), so a second
+    one is an error: two rows run together (a lost line end) would otherwise load as one row."""
     path = Path(path)
     texts, labels = [], []
     for number, line in enumerate(_read_lines(path), 1):
         text, separator, label = line.rpartition(";")
         if not separator:
             raise DataError(f"{path}:{number}: columns: expected text;label, found no ';'")
+        if ";" in text:
+            raise DataError(f"{path}:{number}: columns: expected text;label, found {line.count(';')} ';' "
+                            f"(the texts hold none)")
         label = label.strip()
         if label not in EMOTION6_LABELS:
             raise DataError(f"{path}:{number}: label: {label!r} is not one of {', '.join(EMOTION6_LABELS)}")
@@ -374,7 +484,7 @@ def read_emotion6(path: Path) -> Split:
         texts.append(text)
         labels.append(EMOTION6_LABELS.index(label))
     if not texts:
-        raise DataError(f"{path}: no rows")
+        raise DataError(f"{path}:1: rows: none (empty file)")
     return Split(texts, np.array(labels, dtype=np.int64))
 
 
@@ -386,7 +496,9 @@ def load_emotion6_local(data_dir: Path) -> EmotionData:
 def load_emotion6_hub(revision: str | None = None, repo: str | None = None) -> EmotionData:
     loaded, revision = load_hub_splits(EMOTION6_HUB, ("text", "label"), revision, repo)
     label_names = hub_class_names(EMOTION6_HUB, loaded["train"], "label", EMOTION6_LABELS)
-    splits = {name: Split(list(split["text"]), np.array(list(split["label"]), dtype=np.int64))
+    splits = {name: Split(hub_texts(EMOTION6_HUB, name, split, "text"),
+                          np.array([ids[0] for ids in hub_class_ids(EMOTION6_HUB, name, split, "label",
+                                                                    len(label_names))], dtype=np.int64))
               for name, split in loaded.items()}
     return EmotionData("emotion6", label_names, multi_label=False, revision=revision, **splits)
 
