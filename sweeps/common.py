@@ -99,29 +99,72 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def positive(kind: type) -> Callable[[str], float | int]:
+MAX_COUNT = 2 ** 31 - 1  # counts and sizes go to numpy, torch and Ray as 32-bit ints
+MAX_SEED = 2 ** 32 - 1  # numpy's RandomState (Optuna's samplers) takes seeds below 2**32
+
+
+def number(kind: type, low: float, high: float, low_included: bool = True) -> Callable[[str], float | int]:
+    """A flag's number: of `kind`, finite, in [low, high] (or (low, high] without `low_included`)."""
     def parse(text: str):
         try:
             value = kind(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+        if not (value >= low if low_included else value > low):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {'>=' if low_included else '>'} {low:g}")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at most {high:g}")
         return value
     return parse
+
+
+def positive(kind: type) -> Callable[[str], float | int]:
+    return number(kind, 0, MAX_COUNT if kind is int else math.inf, low_included=False)
+
+
+def gpu_share_flag(text: str) -> float:
+    """--gpus-per-trial: a fraction of one GPU, or whole GPUs (what Ray can reserve); 0: trials take none."""
+    share = number(float, 0, MAX_COUNT)(text)
+    if share > 1 and not share.is_integer():
+        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction of one GPU (up to 1) or whole GPUs")
+    return share
 
 
 def duration(text: str) -> float:
     """`90s`, `30m`, `2h` (or plain seconds) → seconds."""
     units = {"s": 1, "m": 60, "h": 3600}
-    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    amount, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
     try:
-        seconds = float(number) * units[unit]
+        seconds = float(amount) * units[unit]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 30m or 2h") from None
     if not (seconds > 0 and math.isfinite(seconds)):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive duration like 90s, 30m or 2h")
+    try:  # the plan prints the clock time the budget ends at
+        time.localtime(time.time() + seconds)
+    except (OverflowError, OSError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is too long a duration (it ends past the calendar)") from None
     return seconds
+
+
+def storage_dir(text: str) -> str:
+    """--storage: a directory, or one that can be made (its nearest existing parent is a writable directory)."""
+    path = Path(text).expanduser()
+    existing = next(parent for parent in (path, *path.parents) if parent.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text!r}: cannot write in {existing}")
+    return text
+
+
+def experiment_name(text: str) -> str:
+    """--name: one directory name inside --storage."""
+    if not text.strip() or text in (".", "..") or "/" in text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a directory name (one path component, no '/')")
+    return text
 
 
 def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
@@ -141,17 +184,19 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
                                              "(default from the budget: 30m for cpu)")
     add("--budget", choices=tuple(BUDGETS), help="smoke | cpu | full (default full on GPUs, cpu on CPUs)")
     add("--data-dir", help="dataset files in their release format (default: load from the hub)")
-    add("--storage", default="results", help="where experiment directories go (default ./results)")
-    add("--name", help="experiment name (default <sweep>-<date>-<time>)")
+    add("--storage", type=storage_dir, default="results", help="where experiment directories go (default ./results)")
+    add("--name", type=experiment_name, help="experiment name (default <sweep>-<date>-<time>)")
     add("--resume", action="store_true", help="continue the experiment --name with its saved settings")
     add("--restart-errored", action="store_true", help="with --resume: start errored trials over from scratch "
                                                         "(default: continue them from their last checkpoint)")
     add("--wandb", choices=("off", "offline", "online"), default="off", help="W&B logging, one run per trial")
-    add("--gpus-per-trial", type=float, help="override the GPU share sized from the model")
+    add("--gpus-per-trial", type=gpu_share_flag, help="override the GPU share sized from the model")
     add("--cpus-per-trial", type=positive(int), help="override the CPUs per trial")
-    add("--seed", type=int, default=0, help="seed for subsampling, samplers and training (default 0)")
+    add("--seed", type=number(int, 0, MAX_SEED), default=0, help="seed for subsampling, samplers and training "
+                                                                  "(default 0)")
     add("--thresholds", choices=("exact", "optuna"), default="exact", help="threshold search on validation")
-    add("--max-failures", type=int, default=2, help="retries of a failed trial from its checkpoint")
+    add("--max-failures", type=number(int, 0, MAX_COUNT), default=2,
+        help="retries of a failed trial from its checkpoint")
     add("--address", help="Ray cluster to join (default: RAY_ADDRESS, else start a local one)")
     add("--dry-run", action="store_true", help="print the plan and exit")
     add("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
@@ -426,6 +471,29 @@ def studies_of(plan: Plan, experiment: Experiment) -> list[Study]:
     return studies
 
 
+def shared_tokenization(studies: list[Study], data: EmotionData) -> dict:
+    """Each split tokenized once per tokenizer and text form the sweep's trials will use (every choice of a
+    searched `preprocess` or `max_length`), for every trial to read from Ray's object store instead of tokenizing
+    again. A study that searches them over a range rather than choices tokenizes in its trials."""
+    from trainables.encoder import DEFAULTS, tokenization_key, tokenize_splits
+
+    shared = {}
+    for study in studies:
+        options = {}
+        for key in ("preprocess", "max_length"):
+            searched = study.distributions.get(key)
+            if searched is not None and not isinstance(searched, CategoricalDistribution):
+                break
+            options[key] = searched.choices if searched is not None else [study.config.get(key, DEFAULTS[key])]
+        else:
+            for preprocess in options["preprocess"]:
+                for max_length in options["max_length"]:
+                    config = {**study.config, "preprocess": preprocess, "max_length": max_length}
+                    if tokenization_key(config) not in shared:
+                        shared[tokenization_key(config)] = tokenize_splits(data, config)
+    return shared
+
+
 def run_experiment(plan: Plan, experiment: Experiment, data: EmotionData, resume: bool,
                    time_left_s: float | None) -> None:
     """Every study of the sweep in one Tune experiment (restored, not re-run, with --resume)."""
@@ -440,8 +508,9 @@ def run_experiment(plan: Plan, experiment: Experiment, data: EmotionData, resume
                                              mode=plan.wandb, dir=plan.sweep_dir))
     started_at = time.time()
     studies = studies_of(plan, experiment)
+    shared = {"shared_tokens": shared_tokenization(studies, data)} if experiment.trainable == "encoder" else {}
     tuner = build_tuner(
-        tune.with_parameters(trainable_function(experiment.trainable), data=data), studies,
+        tune.with_parameters(trainable_function(experiment.trainable), data=data, **shared), studies,
         Path(plan.sweep_dir), search=plan.search, seed=plan.seed, scheduler=plan.scheduler,
         max_epochs=plan.max_epochs, max_failures=plan.args["max_failures"], time_budget_s=time_left_s,
         callbacks=callbacks, resume=resume, restart_errored=bool(plan.args.get("restart_errored")))

@@ -50,6 +50,10 @@ def test_tpe_sweep_with_asha_wandb_and_analysis(tmp_path, goemotions_dir, tiny_b
         best_val_per_trial[trial] = max(r["val_macro_f1"] for r in rows)
         checkpoints = list(trial.glob("checkpoint_*"))
         assert 1 <= len(checkpoints) <= 2  # num_to_keep=1 keeps the best plus the latest
+        for checkpoint in checkpoints:  # resuming needs the optimizer state; after the last epoch nothing resumes
+            with np.load(checkpoint / "predictions.npz") as npz:
+                last_epoch = int(npz["epoch"]) == config["epochs"]
+            assert (checkpoint / "training_state.pt").exists() != last_epoch, checkpoint
         assert list(trial.glob("events.out.tfevents.*")), "TensorBoard files missing"
 
     rows = json.loads((sweep_dir / "best_trials.json").read_text())

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from pathlib import Path
+
 import torch
 
 SIMULATED_GPUS_ENV = "EMOTION_SWEEPS_SIMULATED_GPUS"
@@ -43,12 +45,23 @@ def trial_device(gpus: float, cpus: float) -> torch.device:
     return torch.device("cpu")
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AMX or AVX512-BF16). torch's own check
+    (`torch.ops.mkldnn._is_mkldnn_bf16_supported`) is also True where bf16 is only emulated, and slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: no way to tell cheaply, so no
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def autocast_dtype(device: torch.device, cpu_bf16: bool = False) -> torch.dtype | None:
     """bf16 on GPUs that compute it natively (Ampere, compute capability 8.0, and newer), fp16 (with a
-    GradScaler) before that, None (fp32) on CPU. `torch.cuda.is_bf16_supported()` is True on T4/V100 too, where
-    bf16 is emulated and slow, so it cannot decide this."""
+    GradScaler) before that. `torch.cuda.is_bf16_supported()` is True on T4/V100 too, where bf16 is emulated and
+    slow, so it cannot decide this. On CPU fp32 (None), or bf16 when asked (`cpu_bf16`) and the CPU has it
+    natively."""
     if device.type != "cuda":
-        return None
+        return torch.bfloat16 if cpu_bf16 and native_bf16_cpu() else None
     major, _ = torch.cuda.get_device_capability(device)
     return torch.bfloat16 if major >= 8 else torch.float16
 

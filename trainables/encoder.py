@@ -22,10 +22,12 @@ data never influences anything the trial decides.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import tempfile
 import time
+from itertools import chain
 from pathlib import Path
 
 import huggingface_hub.utils
@@ -65,6 +67,11 @@ DEFAULTS = {
     # a batch's tokens get a gradient; training it still costs a dense gradient, its norm and an AdamW update of
     # every row at every step. Frozen, those go.
     "freeze_word_embeddings": False,
+    # On a CPU with native bf16 (AMX, AVX512-BF16) the training steps run under bf16 autocast, as on Ampere GPUs:
+    # 1.6x the examples/s at the same F1 (docs/benchmarks.md). The weights stay fp32, and so do predictions on CPU,
+    # so the saved probabilities are what the fp32 model gives anywhere. Ignored by the qat and qlora variants
+    # (fake quantization and 4-bit layers run in fp32 on CPU) and on CPUs without native bf16.
+    "cpu_bf16": True,
     "preprocess": "none",  # none | tweet (trainables.data.PREPROCESSORS), applied to texts before tokenizing
     "lora_lr": 5e-4,  # qlora: the adapters (a low-rank update learns best at a higher rate than full weights)
     "lora_r": 16,
@@ -92,16 +99,52 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, seed: int) -> l
     return [np.array(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
 
 
-def collate(input_ids: list[list[int]], indices: np.ndarray, pad_id: int, device: torch.device) -> dict:
-    """Pad a batch to its own longest sequence (dynamic padding)."""
+def tokenization_key(config: dict) -> str:
+    """What a split's token ids depend on: the tokenizer (source and revision), the truncation length and the text
+    preprocessing."""
+    config = {**DEFAULTS, **config}
+    return json.dumps([str(config["model_source"]), config.get("model_revision"), int(config["max_length"]),
+                       config["preprocess"]])
+
+
+def tokenize_splits(data: EmotionData, config: dict) -> dict:
+    """Every split's token ids as one flat int32 array and each row's length (one compact object that Ray's object
+    store shares between trials without copying), and the tokenizer's padding id."""
+    config = {**DEFAULTS, **config}
+    tokenizer = AutoTokenizer.from_pretrained(config["model_source"], revision=config.get("model_revision"))
+    tokens = {"pad_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0}
+    for name, split in (("train", data.train), ("validation", data.validation), ("test", data.test)):
+        ids = tokenizer(preprocess(split.texts, config["preprocess"]), truncation=True,
+                        max_length=int(config["max_length"]), return_attention_mask=False,
+                        return_token_type_ids=False)["input_ids"]
+        lengths = np.array([len(row) for row in ids], dtype=np.int64)
+        tokens[name] = (np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum())), lengths)
+    return tokens
+
+
+def token_rows(split_tokens: tuple[np.ndarray, np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """A split's rows of token ids (views into the flat array) and their lengths."""
+    flat, lengths = split_tokens
+    return np.split(flat, np.cumsum(lengths)[:-1]), lengths
+
+
+def collate(input_ids: list, indices: np.ndarray, pad_id: int, device: torch.device) -> dict:
+    """Pad a batch to its own longest sequence (dynamic padding). On a GPU the batch goes through pinned host
+    memory, so its copy overlaps the previous step's kernels instead of stalling them."""
     rows = [input_ids[i] for i in indices]
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    lengths = np.array([len(row) for row in rows])
+    ids = np.full((len(rows), lengths.max()), pad_id, dtype=np.int64)
     for r, row in enumerate(rows):
-        ids[r, :len(row)] = torch.tensor(row)
-        mask[r, :len(row)] = 1
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        ids[r, :len(row)] = row
+    mask = (np.arange(lengths.max()) < lengths[:, None]).astype(np.int64)
+    return {"input_ids": to_device(torch.from_numpy(ids), device),
+            "attention_mask": to_device(torch.from_numpy(mask), device)}
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def fake_quantize_linears(model: torch.nn.Module) -> None:
@@ -184,30 +227,25 @@ def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: P
         target_modules=targets, modules_to_save=head_modules(model), task_type="SEQ_CLS"))
 
 
-def train_encoder(config: dict, data: EmotionData) -> None:
+def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = None) -> None:
     config = {**DEFAULTS, **config}
     cost = TrialCost()  # from the trial's start: loading and tokenizing cost too
     seed = int(config["seed"])
     torch.manual_seed(seed)
     device = trial_device(*trial_resources())  # what Ray granted: a GPU share, or CPUs only
-    amp_dtype = autocast_dtype(device)
+    amp_dtype = autocast_dtype(device, cpu_bf16=bool(config["cpu_bf16"]) and config["variant"] == "baseline")
+    predict_dtype = amp_dtype if device.type == "cuda" else None
     multi_label = data.multi_label
 
-    # Data: tokenize every split once; batches are padded per batch. `phases` times what a trial spends outside
-    # its training loop (reported with every epoch, so a sweep's overhead per trial can be read off its results).
+    # Data: every split's token ids, shared by the sweep when it tokenized them for this tokenizer (the object
+    # store holds them once for all trials), else tokenized here; batches are padded per batch. `phases` times what
+    # a trial spends outside its training loop (reported with every epoch, so a sweep's overhead per trial can be
+    # read off its results).
     phases = {"tokenize_s": -time.perf_counter()}
-    tokenizer = AutoTokenizer.from_pretrained(config["model_source"], revision=config.get("model_revision"))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-    def encode(texts: list[str]) -> tuple[list[list[int]], np.ndarray]:
-        ids = tokenizer(preprocess(texts, config["preprocess"]), truncation=True,
-                        max_length=int(config["max_length"]), return_attention_mask=False,
-                        return_token_type_ids=False)["input_ids"]
-        return ids, np.array([len(row) for row in ids])
-
-    train_ids, train_lengths = encode(data.train.texts)
-    val_ids, val_lengths = encode(data.validation.texts)
-    test_ids, test_lengths = encode(data.test.texts)
+    tokens = (shared_tokens or {}).get(tokenization_key(config)) or tokenize_splits(data, config)
+    pad_id = tokens["pad_id"]
+    (train_ids, train_lengths), (val_ids, val_lengths), (test_ids, test_lengths) = (
+        token_rows(tokens[split]) for split in ("train", "validation", "test"))
     label_dtype = torch.float32 if multi_label else torch.long
     train_labels = torch.tensor(data.train.labels, dtype=label_dtype)
     val_labels = torch.tensor(data.validation.labels, dtype=label_dtype)
@@ -218,6 +256,8 @@ def train_encoder(config: dict, data: EmotionData) -> None:
     phases["load_s"] = -time.perf_counter()
     checkpoint = tune.get_checkpoint()
     resume_dir = Path(checkpoint.to_directory()) if checkpoint else None
+    if resume_dir and not (resume_dir / "training_state.pt").exists():
+        return  # restored from its last epoch's checkpoint: the trial had finished when its driver stopped
     model = load_encoder(config, data, device, resume_dir / "model" if resume_dir else None)
     qlora = config["variant"] == "qlora"
     trainable_params, all_params = (model.get_nb_trainable_parameters() if qlora else  # 4-bit counted unpacked
@@ -279,7 +319,7 @@ def train_encoder(config: dict, data: EmotionData) -> None:
         order = np.argsort(-lengths, kind="stable")
         probs = np.zeros((len(input_ids), data.num_labels), dtype=np.float32)
         total_loss = 0.0
-        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with torch.no_grad(), torch.autocast(device.type, dtype=predict_dtype, enabled=predict_dtype is not None):
             for start in range(0, len(order), int(config["eval_batch_size"])):
                 indices = order[start:start + int(config["eval_batch_size"])]
                 logits = model(**collate(input_ids, indices, pad_id, device)).logits.float()
@@ -296,7 +336,7 @@ def train_encoder(config: dict, data: EmotionData) -> None:
         for indices in length_grouped_batches(train_lengths, int(config["batch_size"]), seed * 1000 + epoch):
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(**collate(train_ids, indices, pad_id, device)).logits.float()
-            loss = loss_fn(logits, train_labels[indices].to(device))
+            loss = loss_fn(logits, to_device(train_labels[indices], device))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"epoch {epoch + 1}: training loss is {loss.item()}")
             optimizer.zero_grad(set_to_none=True)
@@ -316,7 +356,7 @@ def train_encoder(config: dict, data: EmotionData) -> None:
         y_val = data.validation.labels
         metrics = {"epoch": epoch + 1, "train_loss": train_loss / seen, "val_loss": val_loss,
                    "train_examples_per_s": seen / train_seconds, "params_m": params_m,
-                   "trainable_params_m": trainable_params_m,  # and the most GPU memory this trial held so far
+                   "trainable_params_m": trainable_params_m, "train_dtype": str(amp_dtype or torch.float32)[6:],  # and the most GPU memory this trial held so far
                    "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0}
         arrays = {"val_probs": val_probs, "val_labels": y_val}
         if multi_label:
@@ -351,10 +391,11 @@ def train_encoder(config: dict, data: EmotionData) -> None:
                 key: value for key, value in model.state_dict().items() if "fake_quant" not in key}}
                 if config["variant"] == "qat" else {})
             model.save_pretrained(Path(directory) / "model", **extra)
-            torch.save({"optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val": best_val,
-                        "trial_wall_s": metrics["trial_wall_s"]},
-                       Path(directory) / "training_state.pt")
+            if epoch + 1 < epochs:  # what resuming needs; after the last epoch nothing resumes (2/3 of the size)
+                torch.save({"optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val": best_val,
+                            "trial_wall_s": metrics["trial_wall_s"]},
+                           Path(directory) / "training_state.pt")
             np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1,
                                 val_macro_f1=metrics["val_macro_f1"],
                                 label_names=np.array(data.label_names), **arrays)
