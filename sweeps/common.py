@@ -26,6 +26,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from sweeps.cluster import (Cluster, ClusterError, check_shared_storage, connected_cluster, local_cluster,
                             private_cluster_warning, trial_size, use_gpus)
+from sweeps.driver import INTERRUPTED, DriverLock, Interrupts, LockHeld
 from sweeps.tuning import JOURNAL, JournalError, Study, build_tuner, close_cut_trials, fit, open_journal
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset
 from trainables.hub import hub_reachable
@@ -578,8 +579,15 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     cluster = join_cluster(args)
     plan, data = make_plan(experiment, args, cluster)
     sweep_dir = Path(plan.sweep_dir)
-    if sweep_dir.exists() and not args.resume:
-        fail(f"--name {sweep_dir.name}: {sweep_dir} already exists; pass --resume to continue it or a new --name")
+    lock = DriverLock(sweep_dir)
+    if sweep_dir.exists():
+        try:  # a running driver is named first, whether or not this one asked to --resume
+            lock.acquire(create=False)
+        except LockHeld as error:
+            fail(str(error))
+        if not args.resume:
+            fail(f"--name {sweep_dir.name}: {sweep_dir} already exists; pass --resume to continue it or a new "
+                 f"--name")
     if args.resume:
         try:
             open_journal(sweep_dir / JOURNAL)
@@ -594,13 +602,25 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
         return 0
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock.fd is not None or lock.acquire(create=True)
+    except LockHeld as error:  # another driver started on the same new --name at the same moment
+        fail(str(error))
+    resume = ["python", sys.argv[0], "--resume", "--name", sweep_dir.name, "--storage", args.storage]
+    interrupts = Interrupts(resume + (["--address", args.address] if args.address else []))
+    interrupts.install()
     if not args.resume:
         (sweep_dir / "sweep.json").write_text(json.dumps({**asdict(plan), "versions": versions()}, indent=2))
     if args.wandb == "offline":
         os.environ["WANDB_MODE"] = "offline"
     start_ray(args)
     time_left_s = plan.time_budget_s and max(1.0, started_at + plan.time_budget_s - time.time())
+    interrupts.tuning = True
     run_experiment(plan, experiment, data, args.resume, time_left_s)
+    interrupts.tuning = False
+    if interrupts.interrupted:  # Tune stopped and saved the experiment; finished trials are kept
+        print(f"interrupted; resume with: {interrupts.resume_command}", file=sys.stderr)
+        return INTERRUPTED
 
     from analysis.best_trials import write_best_trials
 

@@ -35,6 +35,7 @@ from sklearn.metrics import jaccard_score
 from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
                           BitsAndBytesConfig, get_linear_schedule_with_warmup)
 
+from trainables.checkpoints import TRAINING_STATE, load_training_state
 from trainables.data import EmotionData
 from trainables.device import autocast_dtype, trial_device, trial_resources
 from trainables.encoder import length_grouped_batches
@@ -290,7 +291,7 @@ def train_decoder(config: dict, data: EmotionData) -> None:
                                                 steps_per_epoch * epochs)
     start_epoch, best_val = 0, -1.0
     if resume_dir:
-        state = torch.load(resume_dir / "training_state.pt", map_location=device, weights_only=False)
+        state = load_training_state(resume_dir / TRAINING_STATE, device)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_val = state["epoch"] + 1, state["best_val"]
@@ -400,7 +401,7 @@ def train_decoder(config: dict, data: EmotionData) -> None:
             save_adapter(model, Path(directory) / "adapter")
             torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
                         "best_val": best_val,
-                        "trial_wall_s": metrics["trial_wall_s"]}, Path(directory) / "training_state.pt")
+                        "trial_wall_s": metrics["trial_wall_s"]}, Path(directory) / TRAINING_STATE)
             np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1,
                                 val_macro_f1=metrics["val_macro_f1"],
                                 label_names=np.array(data.label_names), **arrays)

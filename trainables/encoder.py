@@ -39,6 +39,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Bit
 from transformers.trainer_pt_utils import get_length_grouped_indices
 from transformers.utils import logging as hf_logging
 
+from trainables.checkpoints import TRAINING_STATE, load_training_state
 from trainables.data import EmotionData, preprocess
 from trainables.device import autocast_dtype, trial_device, trial_resources
 from trainables.metrics import choose_thresholds, multilabel_report, singlelabel_report
@@ -256,7 +257,7 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
     phases["load_s"] = -time.perf_counter()
     checkpoint = tune.get_checkpoint()
     resume_dir = Path(checkpoint.to_directory()) if checkpoint else None
-    if resume_dir and not (resume_dir / "training_state.pt").exists():
+    if resume_dir and not (resume_dir / TRAINING_STATE).exists():
         return  # restored from its last epoch's checkpoint: the trial had finished when its driver stopped
     model = load_encoder(config, data, device, resume_dir / "model" if resume_dir else None)
     qlora = config["variant"] == "qlora"
@@ -306,7 +307,7 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
 
     start_epoch, best_val = 0, -1.0
     if resume_dir:
-        state = torch.load(resume_dir / "training_state.pt", map_location=device, weights_only=False)
+        state = load_training_state(resume_dir / TRAINING_STATE, device)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_val = state["epoch"] + 1, state["best_val"]
@@ -395,7 +396,7 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
                 torch.save({"optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val": best_val,
                             "trial_wall_s": metrics["trial_wall_s"]},
-                           Path(directory) / "training_state.pt")
+                           Path(directory) / TRAINING_STATE)
             np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1,
                                 val_macro_f1=metrics["val_macro_f1"],
                                 label_names=np.array(data.label_names), **arrays)
