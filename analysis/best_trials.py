@@ -13,6 +13,7 @@ import argparse
 import csv
 import json
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,6 +21,7 @@ from typing import Callable
 import numpy as np
 from sklearn.metrics import f1_score, jaccard_score
 
+from trainables import atomic
 from trainables.data import DataError
 from trainables.metrics import macro_f1, multilabel_report, singlelabel_report
 
@@ -37,35 +39,61 @@ class Trial:
     config: dict
     results: list[dict]
     error: str | None
+    damaged: bool = False  # a file of it is unreadable (`error` says which): left out of the analysis
 
     @property
     def last(self) -> dict:
         return self.results[-1] if self.results else {}
 
 
+def read_json(path: Path):
+    """A JSON file analysis needs; a damaged one (a crash mid-write, a truncated copy) is one line naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ExperimentError(f"{path}: unreadable ({str(error).splitlines()[0]})") from None
+
+
 def read_trials(path: Path) -> list[Trial]:
+    """Every trial dir of the experiment. One whose files a crash left damaged (params.json or result.json
+    truncated, empty or not JSON) is kept with that as its error, so the analysis names it and reports the rest."""
     if not path.is_dir():
         raise ExperimentError(f"{path}: not a directory")
     trials = []
     for directory in sorted(d for d in path.iterdir() if (d / "params.json").is_file()):
-        config = json.loads((directory / "params.json").read_text())
-        result_file = directory / "result.json"
-        results = ([json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
-                   if result_file.is_file() else [])
         error_file = directory / "error.txt"
-        error = error_file.read_text().strip().splitlines()[-1] if error_file.is_file() else None
-        trials.append(Trial(config["study"], directory, config, results, error))
+        error = error_file.read_text(errors="replace").strip().splitlines()[-1:] if error_file.is_file() else []
+        try:
+            config = read_json(directory / "params.json")
+            result_file = directory / "result.json"
+            lines = result_file.read_text(encoding="utf-8").splitlines() if result_file.is_file() else []
+            results = [json.loads(line) for line in lines if line.strip()]
+        except ExperimentError as damaged:
+            trials.append(Trial(directory.name.rsplit("_", 1)[0], directory, {}, [], str(damaged), damaged=True))
+            continue
+        except (UnicodeDecodeError, json.JSONDecodeError) as damaged:
+            trials.append(Trial(config.get("study", directory.name.rsplit("_", 1)[0]), directory, config, [],
+                                f"{result_file}: unreadable ({str(damaged).splitlines()[0]})", damaged=True))
+            continue
+        trials.append(Trial(config["study"], directory, config, results, error[0] if error else None))
     if not trials:
         raise ExperimentError(f"{path}: no Tune trials found (expected <trial>/params.json)")
     return trials
 
 
 def best_predictions(trial: Trial) -> tuple[Path, dict] | None:
-    """The checkpoint with the highest validation macro-F1 that carries test predictions."""
+    """The checkpoint with the highest validation macro-F1 that carries test predictions. A damaged
+    predictions.npz (empty, truncated, missing arrays) leaves the trial out, named with its file."""
     best = None
     for npz_path in sorted(trial.directory.glob("checkpoint_*/predictions.npz")):
-        with np.load(npz_path) as npz:
-            arrays = dict(npz)
+        try:
+            with np.load(npz_path) as npz:
+                arrays = dict(npz)
+            float(arrays["val_macro_f1"]), int(arrays["epoch"]), arrays["val_probs"].shape[1]
+        except (OSError, ValueError, EOFError, KeyError, IndexError, zipfile.BadZipFile) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            trial.error, trial.damaged = f"{npz_path}: unreadable ({reason})", True
+            return None
         if "test_probs" in arrays and (best is None or arrays["val_macro_f1"] >= best[1]["val_macro_f1"]):
             best = (npz_path.parent, arrays)
     return best
@@ -112,6 +140,8 @@ def generation_columns(arrays: dict) -> dict:
 
 
 def trial_row(trial: Trial) -> dict | None:
+    if trial.damaged:
+        return None
     found = best_predictions(trial)
     if found is None:
         return None
@@ -241,7 +271,7 @@ def write_best_trials(path: Path) -> str:
     if not rows:
         raise ExperimentError(f"{path}: no trial finished an epoch with saved predictions")
     per_class = {row["model"]: per_class_f1(row) for row in rows}
-    with open(path / "per_class_f1.csv", "w", newline="") as handle:
+    with atomic.replacing(path / "per_class_f1.csv", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(next(iter(per_class.values()))[0]))
         writer.writeheader()
         writer.writerows(entry for table in per_class.values() for entry in table)
@@ -254,11 +284,11 @@ def write_best_trials(path: Path) -> str:
     else:
         table += "".join(f"\nPrediction file ({p.stem}, {len(p.read_text().splitlines()) - 1} test rows): {p}"
                          for p in written) + ("\n" if written else "")
-    (path / "best_trials.md").write_text(f"# Best trial per model (chosen by validation macro-F1)\n\n{table}")
-    (path / "best_trials.json").write_text(json.dumps(rows, indent=2))
+    atomic.write_text(path / "best_trials.md", f"# Best trial per model (chosen by validation macro-F1)\n\n{table}")
+    atomic.write_text(path / "best_trials.json", json.dumps(rows, indent=2))
     fields = sorted({key for row in rows for key in row}, key=lambda k: list(rows[0]).index(k)
                     if k in rows[0] else len(rows[0]))
-    with open(path / "best_trials.csv", "w", newline="") as handle:
+    with atomic.replacing(path / "best_trials.csv", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows({**row, "config": json.dumps(row["config"], sort_keys=True)} for row in rows)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trainables import atomic
 from trainables.data import SEMEVAL_EC_COLUMNS, DataError, Split, load_sweep_data
 
 PREDICTION_DATASETS = ("semeval_ec",)
@@ -30,16 +31,18 @@ def write_ec_file(path: Path, test: Split, predictions: np.ndarray) -> Path:
     lines += ["\t".join([tweet_id, text, *(str(int(v)) for v in row)])
               for tweet_id, text, row in zip(test.ids, test.texts, predictions)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))
+    atomic.write_bytes(path, ("\r\n".join(lines) + "\r\n").encode("utf-8"))
     return path
 
 
 def write_prediction_files(sweep_dir: Path, rows: list[dict]) -> list[Path]:
     """`<sweep_dir>/predictions/<model>.txt` for each best-trial row, for datasets with a leaderboard format."""
+    from analysis.best_trials import read_json
+
     sweep_file = Path(sweep_dir) / "sweep.json"
     if not sweep_file.is_file():
         return []
-    sweep = json.loads(sweep_file.read_text())
+    sweep = read_json(sweep_file)
     if sweep["dataset"] not in PREDICTION_DATASETS:
         return []
     test = load_sweep_data(sweep).test  # the rows the trials predicted, in their order

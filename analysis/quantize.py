@@ -40,7 +40,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from analysis.best_trials import ExperimentError, best_per_model, evaluate, print_or_fail, read_trials
+from analysis.best_trials import ExperimentError, best_per_model, evaluate, print_or_fail, read_json, read_trials
+from trainables import atomic
 from trainables.data import DataError, EmotionData, load_sweep_data, preprocess
 from trainables.encoder import DEFAULTS, collate, load_encoder
 from trainables.metrics import choose_thresholds
@@ -109,7 +110,7 @@ def sweep_eval_data(sweep_dir: Path) -> tuple[str, EmotionData]:
     sweep_file = sweep_dir / "sweep.json"
     if not sweep_file.is_file():
         raise ExperimentError(f"{sweep_file}: not found (the sweep's data source is needed to predict again)")
-    sweep = json.loads(sweep_file.read_text())
+    sweep = read_json(sweep_file)
     return sweep["dataset"], load_sweep_data(sweep)
 
 
@@ -270,10 +271,10 @@ def write_quantization(path: Path, library: str = "torch.ao", threads: int = 1, 
         except ExperimentError as error:
             skipped.append(str(error))
     env = environment(threads, library)
-    (path / "quantization.json").write_text(json.dumps({"environment": env, "rows": results, "skipped": skipped},
+    atomic.write_text(path / "quantization.json", json.dumps({"environment": env, "rows": results, "skipped": skipped},
                                                        indent=2))
     text = markdown(results, skipped, env)
-    (path / "quantization.md").write_text(text)
+    atomic.write_text(path / "quantization.md", text)
     return text
 
 

@@ -30,7 +30,8 @@ from scipy.stats import bootstrap  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, f1_score, precision_recall_fscore_support  # noqa: E402
 
 from analysis.best_trials import (ExperimentError, best_per_model, class_names, cost_line, fmt,  # noqa: E402
-                                  read_trials)
+                                  read_json, read_trials)
+from trainables import atomic  # noqa: E402
 from trainables.data import DATASETS  # noqa: E402
 
 WORST_CLASSES = 5
@@ -55,6 +56,7 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
         skipped.append(f"{path}: not a finished sweep experiment (no sweep.json)")
         return None
     try:
+        sweep = read_json(sweep_file)
         trials = read_trials(path)
         rows, failed = best_per_model(trials)
     except ExperimentError as error:
@@ -64,7 +66,6 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
     if not rows:
         skipped.append(f"{path}: no successful trial (none finished an epoch with saved predictions)")
         return None
-    sweep = json.loads(sweep_file.read_text())
     kind = "multi-label" if DATASETS[sweep["dataset"]].multi_label else "single-label"
     experiment = Experiment(path, f"{sweep['experiment']} ({kind})", sweep, rows, cost_line(trials))
     quantization = path / "quantization.json"
@@ -144,7 +145,8 @@ def link(value, target: str, out: Path) -> str:
 
 def save(figure: plt.Figure, path: Path) -> Path:
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with atomic.replacing(path, "wb") as handle:
+        figure.savefig(handle, dpi=110, format=path.suffix.lstrip("."))
     plt.close(figure)
     return path
 
@@ -370,7 +372,7 @@ def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[s
     if skipped:
         lines += ["", "## Skipped", "", *(f"- {line}" for line in skipped)]
     text = "\n".join(lines) + "\n"
-    (out / "report.md").write_text(text)
+    atomic.write_text(out / "report.md", text)
     for experiment in experiments:
         if experiment.sweep.get("wandb", "off") != "off":
             log_to_wandb(experiment, [e for e in entries if e["experiment"] is experiment],

@@ -25,6 +25,7 @@ import torch
 from analysis.best_trials import ExperimentError, evaluate, print_or_fail
 from analysis.quantize import (BATCH_SIZE, best_trials_to_serve, check_same_rows, environment, load_trial,
                                quantize_int8, repredict, size_mb, timing_flags_problem)
+from trainables import atomic
 from trainables.data import EmotionData
 from trainables.encoder import collate
 
@@ -106,10 +107,10 @@ def write_variants(path: Path, threads: int = 1, repeats: int = 3) -> str:
     order = list(FORMS)
     results.sort(key=lambda r: (r["model"], order.index(r["variant"]), FORMS[r["variant"]].index(r["form"])))
     env = environment(threads, "torch.ao (INT8), bitsandbytes (NF4)")
-    (path / "variants.json").write_text(json.dumps({"environment": env, "rows": results, "skipped": skipped},
+    atomic.write_text(path / "variants.json", json.dumps({"environment": env, "rows": results, "skipped": skipped},
                                                    indent=2))
     text = markdown(results, skipped, env)
-    (path / "variants.md").write_text(text)
+    atomic.write_text(path / "variants.md", text)
     return text
 
 

@@ -28,6 +28,7 @@ from sweeps.cluster import (Cluster, ClusterError, check_shared_storage, connect
                             private_cluster_warning, trial_size, use_gpus)
 from sweeps.driver import INTERRUPTED, DriverLock, Interrupts, LockHeld
 from sweeps.tuning import JOURNAL, JournalError, Study, build_tuner, close_cut_trials, fit, open_journal
+from trainables import atomic
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset
 from trainables.hub import hub_reachable
 from trainables.models import ModelError, ResolvedModel, four_bit_problem, gpu_share, resolve_model
@@ -610,7 +611,7 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     interrupts = Interrupts(resume + (["--address", args.address] if args.address else []))
     interrupts.install()
     if not args.resume:
-        (sweep_dir / "sweep.json").write_text(json.dumps({**asdict(plan), "versions": versions()}, indent=2))
+        atomic.write_text(sweep_dir / "sweep.json", json.dumps({**asdict(plan), "versions": versions()}, indent=2))
     if args.wandb == "offline":
         os.environ["WANDB_MODE"] = "offline"
     start_ray(args)
@@ -622,7 +623,6 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
         print(f"interrupted; resume with: {interrupts.resume_command}", file=sys.stderr)
         return INTERRUPTED
 
-    from analysis.best_trials import write_best_trials
+    from analysis.best_trials import print_or_fail, write_best_trials
 
-    print(write_best_trials(sweep_dir))
-    return 0
+    return print_or_fail(lambda: write_best_trials(sweep_dir))

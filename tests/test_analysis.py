@@ -67,3 +67,34 @@ def test_not_an_experiment(tmp_path, capsys):
     assert "no Tune trials found" in capsys.readouterr().err
     with pytest.raises(ExperimentError, match="not a directory"):
         write_best_trials(tmp_path / "missing")
+
+
+def test_trials_a_crash_left_damaged_are_named_and_the_rest_reported(tmp_path, capsys):
+    experiment = tmp_path / "exp"
+    good = plant_trial(experiment, "minilm", "good", 0.2, 0.2, seed=0)
+    truncated = plant_trial(experiment, "minilm", "truncated", 0.9, 0.9, seed=1, epochs=2)
+    text = (truncated / "result.json").read_text()
+    (truncated / "result.json").write_text(text[:len(text) - 20])  # cut inside its last line
+    empty = plant_trial(experiment, "minilm", "empty", 0.9, 0.9, seed=2)
+    (empty / "checkpoint_000000" / "predictions.npz").write_bytes(b"")
+    cut = plant_trial(experiment, "minilm", "cut", 0.9, 0.9, seed=3)
+    npz = cut / "checkpoint_000000" / "predictions.npz"
+    npz.write_bytes(npz.read_bytes()[:300])
+    no_params = plant_trial(experiment, "minilm", "params", 0.9, 0.9, seed=4)
+    (no_params / "params.json").write_text('{"study": "mini')
+
+    assert main([str(experiment)]) == 0
+    out = capsys.readouterr().out
+    [row] = json.loads((experiment / "best_trials.json").read_text())
+    assert row["trial_dir"] == str(good)  # the others would have won on validation, had they been readable
+    for damaged, file in ((truncated, "result.json"), (empty, "predictions.npz"), (cut, "predictions.npz"),
+                          (no_params, "params.json")):
+        [line] = [line for line in out.splitlines() if line.startswith(f"- minilm {damaged.name}:")]
+        assert f"{file}: unreadable (" in line, line
+    assert not list(experiment.glob("**/.*.tmp")), "a temporary file of an atomic write was left behind"
+
+    for trial in (good,):  # nothing usable left: one line, exit 2
+        (trial / "checkpoint_000000" / "predictions.npz").write_bytes(b"PK\x03\x04")
+    assert main([str(experiment)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
