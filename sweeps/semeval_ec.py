@@ -32,6 +32,7 @@ def grid(budget: Budget) -> dict:
 EXPERIMENT = Experiment(
     name="semeval_ec",
     dataset="semeval_ec",
+    metric="jaccard",  # the task's official ranking
     models=("roberta", "distilbert", "distilroberta"),
     search_space=search_space,
     grid=grid,

@@ -15,6 +15,7 @@ the two pieces Ray offers only for a single study are written here for many:
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import time
@@ -28,9 +29,10 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import Searcher
+from ray.tune.search import BasicVariantGenerator, Searcher
 
-METRIC = "val_macro_f1"
+CONFIRMATIONS = "confirmations.json"  # the confirmation trials' configs, fixed when the search ends
+METRIC = "val_score"  # the selected metric (--metric) on validation, at thresholds tuned for it
 MODE = "max"
 JOURNAL = "optuna.journal"
 
@@ -120,17 +122,20 @@ class StudySearcher(Searcher):
     again (same Optuna trial, same parameters) instead of being lost or re-sampled.
 
     With a time budget, a study starts no trial that its trials so far say could not finish a first epoch
-    before the budget ends: such a trial would only be cut off with nothing to show.
+    before the budget ends: such a trial would only be cut off with nothing to show. With confirmation seeds to
+    follow, it also keeps room for them: no trial starts that could not end before the time its confirmation
+    trials need (its longest trial so far, once per round of `max_concurrent` seeds).
     """
 
     def __init__(self, studies: list[Study], journal: Path, search: str, seed: int,
-                 time_budget_s: float | None = None):
+                 time_budget_s: float | None = None, confirm_seeds: int = 0):
         super().__init__(metric=METRIC, mode=MODE)
         self.studies = {study.name: study for study in studies}
         self.journal = Path(journal)
         self.search = search
         self.seed = seed
         self.time_budget_s = time_budget_s
+        self.confirm_seeds = confirm_seeds
         self.live: dict[str, tuple[str, int | None]] = {}  # Tune trial id -> (study, Optuna trial id)
         self._optuna: dict[str, optuna.Study] | None = None  # opened on first use: the searcher is pickled
         self._orphans: dict[str, list[int]] = {}
@@ -170,7 +175,10 @@ class StudySearcher(Searcher):
 
     def too_late(self, name: str) -> bool:
         """Whether a trial of this study started now would end with the time budget before its first epoch."""
-        seen = self._first_epoch_s.get(name)
+        seen, ended = self._first_epoch_s.get(name), self._trial_s.get(name)
+        if self.confirm_seeds and self._deadline and ended:
+            rounds = math.ceil(self.confirm_seeds / self.studies[name].max_concurrent)
+            return time.time() + statistics.median(ended) + rounds * max(ended) > self._deadline
         return bool(self._deadline and seen and time.time() + statistics.median(seen) > self._deadline)
 
     def order(self, names: list[str], asked: dict[str, int]) -> list[str]:
@@ -312,6 +320,30 @@ def trial_dirname(trial) -> str:
     return f"{trial.config['study']}_{trial.trial_id}"
 
 
+def build_confirmation_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path, configs: list[dict],
+                             *, max_failures: int, time_budget_s: float | None, callbacks: list,
+                             restore: bool) -> tune.Tuner:
+    """The confirmation trials (`configs`, each a whole trial config with its own seed) as a second Tuner in the
+    sweep's experiment dir: same trial folders, resources, checkpoints and callbacks; no early stopping (each seed
+    trains all its epochs); no search (the points are given)."""
+    trainable = tune.with_resources(trainable, trial_resources(studies))
+    if restore:
+        return tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True)
+    return tune.Tuner(
+        trainable,
+        # every key a point sets must be in the space (Tune checks the points against it); the points override it
+        param_space={key: value for config in configs for key, value in config.items()},
+        tune_config=tune.TuneConfig(
+            metric=METRIC, mode=MODE, num_samples=len(configs), time_budget_s=time_budget_s,
+            search_alg=BasicVariantGenerator(points_to_evaluate=configs, max_concurrent=0),
+            trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=experiment_dir.name, storage_path=str(experiment_dir.parent), callbacks=callbacks, verbose=1,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
+                                                    checkpoint_score_order="max"),
+            failure_config=tune.FailureConfig(max_failures=max_failures)))
+
+
 def fit(tuner: tune.Tuner, studies: list[Study]):
     """tuner.fit() with one trial per study allowed to wait for resources. Tune's default for a custom searcher
     is one pending trial in all, which starts trials one at a time; more than one per study would make the
@@ -327,7 +359,7 @@ def fit(tuner: tune.Tuner, studies: list[Study]):
 
 def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path, *, search: str, seed: int,
                 scheduler: str, max_epochs: int, max_failures: int, time_budget_s: float | None,
-                callbacks: list, resume: bool, restart_errored: bool) -> tune.Tuner:
+                callbacks: list, resume: bool, restart_errored: bool, confirm_seeds: int = 0) -> tune.Tuner:
     """The sweep's one Tuner (restored, not re-run, with `resume`)."""
     trainable = tune.with_resources(trainable, trial_resources(studies))
     if resume and tune.Tuner.can_restore(experiment_dir):
@@ -337,7 +369,7 @@ def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path,
         trainable,
         tune_config=tune.TuneConfig(
             metric=METRIC, mode=MODE,
-            search_alg=StudySearcher(studies, experiment_dir / JOURNAL, search, seed, time_budget_s),
+            search_alg=StudySearcher(studies, experiment_dir / JOURNAL, search, seed, time_budget_s, confirm_seeds),
             scheduler=PerStudyASHA(max_t=max_epochs) if scheduler == "asha" else FIFOScheduler(),
             # The searcher owns every study's budget and says FINISHED: a trial count here would also count the
             # trials it hands out again after a killed driver, and end the sweep short of its budget.

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from analysis.best_trials import ExperimentError, main, write_best_trials
-from trainables.metrics import exact_thresholds
+from trainables.metrics import exact_thresholds, score, thresholds_for
 
 
 def plant_trial(experiment, study, name, val_quality, test_quality, seed, epochs=1, cpu_seconds=20.0):
@@ -98,3 +98,49 @@ def test_trials_a_crash_left_damaged_are_named_and_the_rest_reported(tmp_path, c
     assert main([str(experiment)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def plant_scored_trial(experiment, name, probs, labels, metric, seed):
+    """A finished one-epoch trial whose saved thresholds were tuned for `metric` on validation (test = val)."""
+    trial = experiment / f"minilm_{name}"
+    (trial / "checkpoint_000000").mkdir(parents=True)
+    (trial / "params.json").write_text(json.dumps({"study": "minilm", "model": "minilm", "seed": seed,
+                                                   "metric": metric}))
+    global_t, per_class_t = thresholds_for(metric, probs, labels)
+    np.savez(trial / "checkpoint_000000" / "predictions.npz", epoch=1, metric=metric, val_score=0.0,
+             val_macro_f1=0.0, val_probs=probs, val_labels=labels, test_probs=probs, test_labels=labels,
+             global_threshold=global_t, per_class_thresholds=per_class_t)
+    (trial / "result.json").write_text(json.dumps({"training_iteration": 1, "params_m": 1.0}) + "\n")
+    return trial
+
+
+@pytest.mark.parametrize("metric, winner", [("macro_f1", "rare_classes_right"), ("jaccard", "common_class_right")])
+def test_the_selected_metric_decides_the_best_trial(tmp_path, metric, winner):
+    """Two trials whose order differs between macro-F1 and Jaccard: one gets the three rare classes right and the
+    common one wrong half the time, the other the reverse. Macro-F1 prefers the first, Jaccard (per row) the
+    second; the sweep's --metric decides which is the model's best."""
+    rng = np.random.default_rng(0)
+    labels = np.zeros((400, 4), dtype=np.float32)
+    labels[:, 0] = rng.random(400) < 0.9
+    for c in (1, 2, 3):
+        labels[rng.choice(400, 20, replace=False), c] = 1
+    noisy = rng.random((400, 4)).astype(np.float32)
+    rare_right, common_right = noisy.copy(), noisy.copy()
+    rare_right[:, 1:] = labels[:, 1:] * 0.8 + 0.1
+    common_right[:, 0] = labels[:, 0] * 0.8 + 0.1
+    experiment = tmp_path / metric
+    trials = {name: plant_scored_trial(experiment, name, probs, labels, metric, seed)
+              for seed, (name, probs) in enumerate((("rare_classes_right", rare_right),
+                                                    ("common_class_right", common_right)))}
+
+    def tuned(probs: np.ndarray, for_metric: str) -> float:  # the metric at thresholds tuned for it
+        return score(for_metric, labels, (probs >= thresholds_for(for_metric, probs, labels)[1]).astype(int))
+
+    # the premise: each metric, at its own thresholds, orders the two trials the other way
+    assert tuned(rare_right, "macro_f1") > tuned(common_right, "macro_f1")
+    assert tuned(rare_right, "jaccard") < tuned(common_right, "jaccard")
+    write_best_trials(experiment)
+    [row] = json.loads((experiment / "best_trials.json").read_text())
+    assert row["trial_dir"] == str(trials[winner]) and row["metric"] == metric
+    assert row["val_score"] == row[f"val_{metric}"]
+    assert f"chosen by validation {metric}" in (experiment / "best_trials.md").read_text()

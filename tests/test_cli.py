@@ -22,6 +22,8 @@ def sweep_args(data_dir, model_dir, storage, *extra):
     (["--time-budget=-5m"], "argument --time-budget: '-5m' must be a positive duration like 90s, 30m or 2h"),
     (["--time-budget", "soon"], "argument --time-budget: 'soon' is not a duration like 90s, 30m or 2h"),
     (["--max-concurrent", "0"], "argument --max-concurrent: '0' must be > 0"),
+    (["--metric", "accuracy"], "argument --metric: invalid choice: 'accuracy'"),
+    (["--confirm-seeds=-1"], "argument --confirm-seeds: '-1' must be >= 0"),
 ])
 def test_bad_flags(tmp_path, goemotions_dir, tiny_bert, extra, expected):
     result = run_sweep("goemotions_raw.py", *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out", *extra))
@@ -116,3 +118,13 @@ def test_resume_checks_the_layout_and_the_journal(tmp_path, goemotions_dir, tiny
     assert line.startswith(f"error: --resume: {experiment}/" if layout is None else f"error: {experiment}/")
     assert line.endswith(expected)
     assert sorted(p.name for p in experiment.iterdir()) == before  # nothing written
+
+
+def test_jaccard_on_single_label_data_is_refused_before_ray(tmp_path, goemotions_dir, tiny_bert):
+    result = run_sweep("goemotions_simplified.py", *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out",
+                                                               "--metric", "jaccard"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --metric jaccard: goemotions_single is single-label (one emotion per text), where Jaccard is "
+        "accuracy; use macro_f1 or micro_f1"]
+    assert not (tmp_path / "out").exists()

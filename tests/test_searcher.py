@@ -9,7 +9,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from sweeps.tuning import JOURNAL, Study, StudySearcher, open_journal
+from sweeps.tuning import JOURNAL, METRIC, Study, StudySearcher, open_journal
 
 
 def studies(num_samples: int = 3, max_concurrent: int = 2) -> list[Study]:
@@ -20,7 +20,7 @@ def studies(num_samples: int = 3, max_concurrent: int = 2) -> list[Study]:
 
 def result(config: dict, epoch: int, score: float, seconds: float = 1.0) -> dict:
     """A result as Tune passes it to a searcher: flattened, with the trial's config under config/."""
-    return {"training_iteration": epoch, "val_macro_f1": score, "time_total_s": seconds * epoch,
+    return {"training_iteration": epoch, METRIC: score, "time_total_s": seconds * epoch,
             **{f"config/{key}": value for key, value in config.items()}}
 
 

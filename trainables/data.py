@@ -59,9 +59,11 @@ class EmotionData:
 
     def subsample(self, train_rows: int | None, val_rows: int | None, test_rows: int | None,
                   seed: int) -> "EmotionData":
+        """Seeded subsets of the labelled splits. An unlabelled test split (E-c's, predicted for a leaderboard) is
+        always kept whole: a prediction file must cover every test row, whatever the budget."""
+        test = self.test if self.test.labels is None else self.test.subsample(test_rows, seed + 2)
         return replace(self, train=self.train.subsample(train_rows, seed),
-                       validation=self.validation.subsample(val_rows, seed + 1),
-                       test=self.test.subsample(test_rows, seed + 2))
+                       validation=self.validation.subsample(val_rows, seed + 1), test=test)
 
 
 BOM = "\ufeff"

@@ -41,7 +41,7 @@ from trainables.device import autocast_dtype, trial_device, trial_resources
 from trainables.encoder import length_grouped_batches
 from trainables.labels_text import CHAT_TEMPLATES, TEXT_SLOT, answer_text, parse_answer, template_problem, \
     template_text
-from trainables.metrics import choose_thresholds, macro_f1, multilabel_report
+from trainables.metrics import macro_f1, validation_scores
 from trainables.models import TrialCost, four_bit_problem
 
 DEFAULTS = {
@@ -66,6 +66,7 @@ DEFAULTS = {
     "pos_weight_clip": 30.0,
     "gradient_checkpointing": True,
     "thresholds": "exact",  # exact | optuna
+    "metric": "macro_f1",  # macro_f1 | micro_f1 | jaccard: thresholds are tuned for it; reported as val_score
     "seed": 0,
 }
 MODES = ("generation", "head")
@@ -365,36 +366,30 @@ def train_decoder(config: dict, data: EmotionData) -> None:
 
         y_val = data.validation.labels
         val = evaluate(val_ids)
-        global_t, per_class_t = choose_thresholds(val["probs"], y_val, config["thresholds"], seed)
-        report = multilabel_report(val["probs"], y_val, global_t, per_class_t)
-        strategies = {"0.5": report["macro_f1_at_0.5"], "global": report["macro_f1_global"],
-                      "per_class": report["macro_f1_per_class"]}
+        scores, thresholds = validation_scores(val["probs"], y_val, True, config["metric"], config["thresholds"], seed)
         metrics = {"epoch": epoch + 1, "train_loss": train_loss / seen, "train_examples_per_s": seen / train_seconds,
                    "train_s_per_step": train_seconds / len(batches), "params_m": params_m,
                    "trainable_params_m": trainable_m,
                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this trial's process
                    "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0,
-                   **{f"val_{key}": value for key, value in report.items()},
-                   "threshold_strategy": max(strategies, key=strategies.get),
-                   "val_macro_f1": max(strategies.values()), "global_threshold": global_t}
-        arrays = {"val_probs": val["probs"], "val_labels": y_val, "global_threshold": np.float32(global_t),
-                  "per_class_thresholds": per_class_t}
+                   **scores}
+        arrays = {"val_probs": val["probs"], "val_labels": y_val, **thresholds}
         if mode == "generation":
             metrics.update(val_macro_f1_generation=macro_f1(y_val, val["generated"]),
                            val_jaccard_generation=float(jaccard_score(y_val, val["generated"], average="samples",
                                                                       zero_division=1)),
                            parse_failure_rate=float(1.0 - val["parsed"].mean()))
             arrays.update(val_generated=val["generated"], parse_failure_rate=np.float32(metrics["parse_failure_rate"]))
-        improved = metrics["val_macro_f1"] >= best_val
+        improved = metrics["val_score"] >= best_val
         if improved:
-            best_val = metrics["val_macro_f1"]
+            best_val = metrics["val_score"]
             test = evaluate(test_ids)
             arrays["test_probs"] = test["probs"]
             if mode == "generation":
                 arrays["test_generated"] = test["generated"]
             if data.test.labels is not None:
                 arrays["test_labels"] = data.test.labels
-        metrics["best_val_macro_f1"] = best_val
+        metrics["best_val_score"] = best_val
         metrics.update(cost.metrics())
 
         with tempfile.TemporaryDirectory() as directory:
@@ -402,7 +397,7 @@ def train_decoder(config: dict, data: EmotionData) -> None:
             torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
                         "best_val": best_val,
                         "trial_wall_s": metrics["trial_wall_s"]}, Path(directory) / TRAINING_STATE)
-            np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1,
-                                val_macro_f1=metrics["val_macro_f1"],
+            np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1, metric=config["metric"],
+                                val_score=metrics["val_score"], val_macro_f1=metrics["val_macro_f1"],
                                 label_names=np.array(data.label_names), **arrays)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))

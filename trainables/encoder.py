@@ -42,7 +42,7 @@ from transformers.utils import logging as hf_logging
 from trainables.checkpoints import TRAINING_STATE, load_training_state
 from trainables.data import EmotionData, preprocess
 from trainables.device import autocast_dtype, trial_device, trial_resources
-from trainables.metrics import choose_thresholds, multilabel_report, singlelabel_report
+from trainables.metrics import validation_scores
 from trainables.models import TrialCost
 
 # transformers draws a progress bar each time a trial loads or saves weights ("Loading weights", "Writing model
@@ -64,6 +64,7 @@ DEFAULTS = {
     "pos_weight": "none",  # none | inverse_frequency
     "pos_weight_clip": 30.0,
     "thresholds": "exact",  # exact | optuna
+    "metric": "macro_f1",  # macro_f1 | micro_f1 | jaccard: thresholds are tuned for it; reported as val_score
     # The word-embedding matrix is half of a small encoder's weights (MiniLM: 11.7M of 22.7M) but only the rows of
     # a batch's tokens get a gradient; training it still costs a dense gradient, its norm and an AdamW update of
     # every row at every step. Frozen, those go.
@@ -357,31 +358,23 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
         y_val = data.validation.labels
         metrics = {"epoch": epoch + 1, "train_loss": train_loss / seen, "val_loss": val_loss,
                    "train_examples_per_s": seen / train_seconds, "params_m": params_m,
-                   "trainable_params_m": trainable_params_m, "train_dtype": str(amp_dtype or torch.float32)[6:],  # and the most GPU memory this trial held so far
+                   "trainable_params_m": trainable_params_m, "train_dtype": str(amp_dtype or torch.float32)[6:],
+                   # and the most GPU memory this trial held so far
                    "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0}
-        arrays = {"val_probs": val_probs, "val_labels": y_val}
-        if multi_label:
-            global_t, per_class_t = choose_thresholds(val_probs, y_val, config["thresholds"], seed)
-            report = multilabel_report(val_probs, y_val, global_t, per_class_t)
-            metrics.update({f"val_{key}": value for key, value in report.items()})
-            strategies = {"0.5": report["macro_f1_at_0.5"], "global": report["macro_f1_global"],
-                          "per_class": report["macro_f1_per_class"]}
-            metrics["threshold_strategy"] = max(strategies, key=strategies.get)
-            metrics["val_macro_f1"] = max(strategies.values())
-            metrics["global_threshold"] = global_t
-            arrays.update(global_threshold=np.float32(global_t), per_class_thresholds=per_class_t)
-        else:
-            metrics.update({f"val_{key}": value for key, value in singlelabel_report(val_probs, y_val).items()})
-        improved = metrics["val_macro_f1"] >= best_val
+        scores, thresholds = validation_scores(val_probs, y_val, multi_label, config["metric"], config["thresholds"],
+                                               seed)
+        metrics.update(scores)
+        arrays = {"val_probs": val_probs, "val_labels": y_val, **thresholds}
+        improved = metrics["val_score"] >= best_val
         if improved:
-            best_val = metrics["val_macro_f1"]
+            best_val = metrics["val_score"]
             phases["test_s"] = -time.perf_counter()
             test_probs, _ = predict(test_ids, test_lengths, None)
             phases["test_s"] += time.perf_counter()
             arrays["test_probs"] = test_probs
             if data.test.labels is not None:
                 arrays["test_labels"] = data.test.labels
-        metrics["best_val_macro_f1"] = best_val
+        metrics["best_val_score"] = best_val
         metrics.update(cost.metrics())
         phases["save_s"] = -time.perf_counter()
 
@@ -397,8 +390,8 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
                             "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val": best_val,
                             "trial_wall_s": metrics["trial_wall_s"]},
                            Path(directory) / TRAINING_STATE)
-            np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1,
-                                val_macro_f1=metrics["val_macro_f1"],
+            np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1, metric=config["metric"],
+                                val_score=metrics["val_score"], val_macro_f1=metrics["val_macro_f1"],
                                 label_names=np.array(data.label_names), **arrays)
             phases["save_s"] += time.perf_counter()  # the files; Tune's copy of them into storage comes after
             metrics.update({"train_s": train_seconds, "test_s": 0.0, **phases})

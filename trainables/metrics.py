@@ -453,3 +453,31 @@ def thresholds_for(metric: str, probs: np.ndarray, labels: np.ndarray, method: s
     if method == "optuna":
         return optuna_thresholds(probs, labels, seed=seed, min_positives=min_positives, metric=metric)
     raise ValueError(f"unknown threshold method {method!r}")
+
+
+def validation_scores(probs: np.ndarray, labels: np.ndarray, multi_label: bool, metric: str, method: str,
+                      seed: int = 0) -> tuple[dict[str, float | str], dict[str, np.ndarray]]:
+    """What a trial reports about an epoch's validation predictions, and the thresholds it saves with them.
+
+    Multi-label: thresholds tuned for `metric` on these rows, then macro-F1, micro-F1 and Jaccard all at those
+    thresholds (`val_macro_f1`, `val_micro_f1`, `val_jaccard`; the `_at_0.5` / `_global` / `_per_class` keys
+    beside them), so every metric is reported at the thresholds the selection used. Single-label: argmax, where
+    micro-F1 is accuracy. `val_score` is the selected metric's value: what ASHA, Optuna and the choice of the
+    best epoch and trial read."""
+    if not multi_label:
+        report = singlelabel_report(probs, labels)
+        scores = {f"val_{key}": value for key, value in report.items()}
+        scores["val_micro_f1"] = report["accuracy"]
+        if metric not in ("macro_f1", "micro_f1"):
+            raise ValueError(f"metric {metric!r} does not apply to single-label predictions")
+        return {**scores, "val_score": scores[f"val_{metric}"]}, {}
+    global_t, per_class_t = choose_thresholds(probs, labels, method, seed, metric=metric)
+    report = multilabel_report(probs, labels, global_t, per_class_t)
+    strategies = {"0.5": report[f"{metric}_at_0.5"], "global": report[f"{metric}_global"],
+                  "per_class": report[f"{metric}_per_class"]}
+    scores = {**{f"val_{key}": value for key, value in report.items()},
+              "val_macro_f1": report["macro_f1_per_class"], "val_micro_f1": report["micro_f1_per_class"],
+              "val_jaccard": report["jaccard_per_class"], "threshold_strategy": max(strategies, key=strategies.get),
+              "global_threshold": global_t}
+    scores["val_score"] = scores[f"val_{metric}"]
+    return scores, {"global_threshold": np.float32(global_t), "per_class_thresholds": per_class_t}
