@@ -148,6 +148,13 @@ def split_fields(target: Target, line: str) -> list[str]:
     return line.split(target.separator) if not target.names else [line]
 
 
+def with_fields(target: Target, doc, i: int, fields: list[str]):
+    """A copy of the document with line i made of `fields`."""
+    mutated = doc.copy()
+    mutated.lines[i] = join_fields(target, fields)
+    return mutated
+
+
 def join_fields(target: Target, fields: list[str]) -> str:
     return target.separator.join(fields)
 
@@ -280,9 +287,7 @@ def field_of_kind(data, target, doc, kinds) -> tuple[int, list[str], int]:
 def blank_field(data, target, doc):
     i, fields, f = field_of_kind(data, target, doc, ("text", "id", "labels", "label", "name"))
     fields[f] = data.draw(st.sampled_from(["", *WHITESPACE]), label="blank")
-    mutated = doc.copy()
-    mutated.lines[i] = join_fields(target, fields)
-    return mutated, Fails(i + 1)
+    return with_fields(target, doc, i, fields), Fails(i + 1)
 
 
 def padded_field(data, target, doc):
@@ -300,9 +305,7 @@ def padded_field(data, target, doc):
     if not (left or right or value != fields[f]):
         right = " "
     fields[f] = left + value + right
-    mutated = doc.copy()
-    mutated.lines[i] = join_fields(target, fields)
-    return mutated, Same()
+    return with_fields(target, doc, i, fields), Same()
 
 
 def reordered_label_ids(data, target, doc):
@@ -311,9 +314,7 @@ def reordered_label_ids(data, target, doc):
     tokens = fields[1].split(",")
     tokens = data.draw(st.permutations(tokens)) + data.draw(st.lists(st.sampled_from(tokens), max_size=2))
     fields[1] = ",".join(tokens)
-    mutated = doc.copy()
-    mutated.lines[i] = join_fields(target, fields)
-    return mutated, Same()
+    return with_fields(target, doc, i, fields), Same()
 
 
 def swapped_fields(data, target, doc):
@@ -324,9 +325,7 @@ def swapped_fields(data, target, doc):
     b = data.draw(st.sampled_from([f for f, kind in enumerate(target.kinds) if kind != target.kinds[a]]),
                   label="other field")
     fields[a], fields[b] = fields[b], fields[a]
-    mutated = doc.copy()
-    mutated.lines[i] = join_fields(target, fields)
-    return mutated, Fails(i + 1)
+    return with_fields(target, doc, i, fields), Fails(i + 1)
 
 
 def permuted_columns(data, target, doc):
