@@ -340,28 +340,25 @@ def permuted_columns(data, target, doc):
     return mutated, Fails(1)
 
 
-def dropped_field(data, target, doc):
-    whole_column = data.draw(st.booleans(), label="whole column")
-    i = 0 if whole_column else data_line(data, target, doc)
-    f = data.draw(st.integers(0, len(target.kinds) - 1), label="field")
-    mutated = doc.copy()
-    for n in range(len(doc.lines)) if whole_column else [i]:
-        fields = split_fields(target, doc.lines[n])
-        del fields[f]
-        mutated.lines[n] = join_fields(target, fields)
-    return mutated, Fails(i + 1 if not whole_column else 1)
+def field_edit(edit):
+    """A mutation that applies `edit(fields, f)` to one field of one line, or of every line (a whole column)."""
+    def mutate(data, target, doc):
+        whole_column = data.draw(st.booleans(), label="whole column")
+        i = 0 if whole_column else data_line(data, target, doc)
+        f = data.draw(st.integers(0, len(target.kinds) - 1), label="field")
+        mutated = doc.copy()
+        for n in range(len(doc.lines)) if whole_column else [i]:
+            fields = split_fields(target, doc.lines[n])
+            edit(fields, f)
+            mutated.lines[n] = join_fields(target, fields)
+        return mutated, Fails(i + 1 if not whole_column else 1)
+    return mutate
 
 
-def duplicated_field(data, target, doc):
-    whole_column = data.draw(st.booleans(), label="whole column")
-    i = 0 if whole_column else data_line(data, target, doc)
-    f = data.draw(st.integers(0, len(target.kinds) - 1), label="field")
-    mutated = doc.copy()
-    for n in range(len(doc.lines)) if whole_column else [i]:
-        fields = split_fields(target, doc.lines[n])
-        fields.insert(f, fields[f])
-        mutated.lines[n] = join_fields(target, fields)
-    return mutated, Fails(i + 1 if not whole_column else 1)
+dropped_field = field_edit(lambda fields, f: fields.pop(f))
+dropped_field.__name__ = "dropped_field"
+duplicated_field = field_edit(lambda fields, f: fields.insert(f, fields[f]))
+duplicated_field.__name__ = "duplicated_field"
 
 
 def stray_separator(data, target, doc):
