@@ -124,7 +124,8 @@ class StudySearcher(Searcher):
     With a time budget, a study starts no trial that its trials so far say could not finish a first epoch
     before the budget ends: such a trial would only be cut off with nothing to show. With confirmation seeds to
     follow, it also keeps room for them: no trial starts that could not end before the time its confirmation
-    trials need (its longest trial so far, once per round of `max_concurrent` seeds).
+    trials need (each trains the most epochs the search may choose, at its slowest first epoch so far, once per
+    round of `max_concurrent` seeds).
     """
 
     def __init__(self, studies: list[Study], journal: Path, search: str, seed: int,
@@ -176,10 +177,20 @@ class StudySearcher(Searcher):
     def too_late(self, name: str) -> bool:
         """Whether a trial of this study started now would end with the time budget before its first epoch."""
         seen, ended = self._first_epoch_s.get(name), self._trial_s.get(name)
-        if self.confirm_seeds and self._deadline and ended:
+        if self.confirm_seeds and self._deadline and seen and ended:
+            # each confirmation trial trains all the epochs the search may choose, one epoch as long as its
+            # trials' first epochs so far, `max_concurrent` at a time
             rounds = math.ceil(self.confirm_seeds / self.studies[name].max_concurrent)
-            return time.time() + statistics.median(ended) + rounds * max(ended) > self._deadline
+            reserve = rounds * self.max_epochs(name) * max(seen)
+            return time.time() + statistics.median(ended) + reserve > self._deadline
         return bool(self._deadline and seen and time.time() + statistics.median(seen) > self._deadline)
+
+    def max_epochs(self, name: str) -> int:
+        study = self.studies[name]
+        searched = study.distributions.get("epochs")
+        if searched is None:
+            return int(study.config.get("epochs", 1))
+        return int(max(searched.choices) if hasattr(searched, "choices") else searched.high)
 
     def order(self, names: list[str], asked: dict[str, int]) -> list[str]:
         if not all(self._trial_s.get(name) for name in names):

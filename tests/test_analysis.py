@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from analysis.best_trials import ExperimentError, main, write_best_trials
+from analysis.seeds import compare
 from trainables.metrics import exact_thresholds, score, thresholds_for
 
 
@@ -144,3 +145,20 @@ def test_the_selected_metric_decides_the_best_trial(tmp_path, metric, winner):
     assert row["trial_dir"] == str(trials[winner]) and row["metric"] == metric
     assert row["val_score"] == row[f"val_{metric}"]
     assert f"chosen by validation {metric}" in (experiment / "best_trials.md").read_text()
+
+
+def test_the_top_two_are_compared_by_a_paired_bootstrap_over_test_rows():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((300, 5)) < 0.3).astype(np.float32)
+
+    def predictions(quality: float) -> dict:
+        probs = np.clip(quality * labels + (1 - quality) * rng.random(labels.shape), 0, 1).astype(np.float32)
+        return {"test_probs": probs, "test_labels": labels, "per_class_thresholds": np.full(5, 0.5)}
+
+    strong, weak = predictions(0.8), predictions(0.1)
+    assert compare("A", strong, "B", weak, "macro_f1", resamples=200).endswith(": A beats B")
+    assert compare("B", weak, "A", strong, "jaccard", resamples=200).endswith(": A beats B")
+    same = compare("A", strong, "A'", dict(strong), "macro_f1", resamples=200)
+    assert "difference +0.0000" in same and same.endswith("are not separable on this test set")
+    unlabelled = {k: v for k, v in strong.items() if k != "test_labels"}
+    assert "not tested (the test split has no labels" in compare("A", unlabelled, "B", weak, "macro_f1")

@@ -116,3 +116,15 @@ def test_once_every_study_has_a_finished_trial_the_most_work_left_goes_first(tmp
     searcher.on_trial_complete("b0", result(beta, 2, 0.5, seconds=50))
     searcher.on_trial_complete("a1", result(alpha, 2, 0.5, seconds=5))
     assert [searcher.suggest(f"n{n}")["study"] for n in range(2)] == ["beta", "alpha"]
+
+
+def test_the_search_leaves_room_for_the_confirmation_seeds(tmp_path):
+    """2 confirmation seeds, one at a time, each up to 2 epochs of 10 s: 40 s are kept free at the budget's end."""
+    searcher = StudySearcher(studies(num_samples=10, max_concurrent=1)[:1], tmp_path / JOURNAL, "random", seed=0,
+                             time_budget_s=100, confirm_seeds=2)
+    alpha = searcher.suggest("a0")
+    searcher.on_trial_complete("a0", result(alpha, 1, 0.5, seconds=10))  # one epoch of 10 s, the trial 10 s
+    assert searcher.suggest("a1")["study"] == "alpha"  # 10 s + 40 s reserved fits in the 100 s left
+    searcher.on_trial_complete("a1", result(alpha, 1, 0.5, seconds=10))
+    searcher._deadline -= 55  # 45 s left: a 10 s trial and the 40 s of confirmations no longer fit
+    assert searcher.suggest("a2") == StudySearcher.FINISHED
