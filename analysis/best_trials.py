@@ -198,11 +198,11 @@ def best_runs(trials: list[Trial]) -> tuple[dict[str, list[SeedRun]], list[Trial
     return {model: confirmed_runs(run, confirmations) for model, run in best.items()}, skipped
 
 
-def best_per_model(trials: list[Trial]) -> tuple[list[dict], list[Trial]]:
+def best_per_model(trials: list[Trial], runs: tuple | None = None) -> tuple[list[dict], list[Trial]]:
     """(best row per model by the selected validation metric, with the model's trial count and cost and, when
     it was confirmed with further seeds, their mean and standard deviation; trials that errored or left no
-    predictions)."""
-    runs, skipped = best_runs(trials)
+    predictions). `runs`: best_runs(trials), when the caller has them already."""
+    runs, skipped = runs or best_runs(trials)
     rows = []
     for model, seeds in runs.items():
         row = seeds[0].row
@@ -213,10 +213,10 @@ def best_per_model(trials: list[Trial]) -> tuple[list[dict], list[Trial]]:
     return sorted(rows, key=lambda r: -r.get(f"val_{r['metric']}_mean", r["val_score"])), skipped
 
 
-def seed_ensembles(path: Path, trials: list[Trial]) -> list[dict]:
+def seed_ensembles(path: Path, trials: list[Trial], runs: tuple | None = None) -> list[dict]:
     """For each model confirmed with further seeds: its seed ensemble as a row (model `<model> (N-seed
     ensemble)`), its averaged predictions saved as ensembles/<model>.npz in the trial layout."""
-    runs, _ = best_runs(trials)
+    runs, _ = runs or best_runs(trials)
     rows = []
     for model, seeds in runs.items():
         if len(seeds) < 2:
@@ -362,7 +362,8 @@ def write_best_trials(path: Path) -> str:
 
     path = Path(path)
     trials = read_trials(path)
-    rows, skipped = best_per_model(trials)
+    runs = best_runs(trials)  # every trial's predictions read once, for the table and the ensembles
+    rows, skipped = best_per_model(trials, runs)
     if not rows:
         raise ExperimentError(f"{path}: no trial finished an epoch with saved predictions")
     per_class = {row["model"]: per_class_f1(row) for row in rows}
@@ -370,7 +371,7 @@ def write_best_trials(path: Path) -> str:
         writer = csv.DictWriter(handle, fieldnames=list(next(iter(per_class.values()))[0]))
         writer.writeheader()
         writer.writerows(entry for table in per_class.values() for entry in table)
-    ensembles = seed_ensembles(path, trials)
+    ensembles = seed_ensembles(path, trials, runs)
     table = markdown_table(rows + ensembles, skipped) + "\n" + cost_line(trials) + "\n"
     if lines := seed_lines(rows, ensembles):
         table += "\n" + "\n".join(lines) + "\n"

@@ -57,16 +57,17 @@ def write_prediction_files(sweep_dir: Path, rows: list[dict]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.best_trials import ExperimentError, best_per_model, read_trials, seed_ensembles
+    from analysis.best_trials import ExperimentError, best_per_model, best_runs, read_trials, seed_ensembles
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment_dir", type=Path)
     args = parser.parse_args(argv)
     try:
         trials = read_trials(args.experiment_dir)
-        rows, _ = best_per_model(trials)
+        runs = best_runs(trials)
+        rows, _ = best_per_model(trials, runs)
         from_ensembles = {row["of_model"]: {"model": row["of_model"], "predictions": row["predictions"]}
-                          for row in seed_ensembles(args.experiment_dir, trials)}  # a seed ensemble when there is
+                          for row in seed_ensembles(args.experiment_dir, trials, runs)}  # a seed ensemble when there is
         written = write_prediction_files(args.experiment_dir, [from_ensembles.get(row["model"], row) for row in rows])
     except (ExperimentError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)

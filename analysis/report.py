@@ -30,7 +30,8 @@ from scipy.stats import bootstrap  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, f1_score, precision_recall_fscore_support  # noqa: E402
 
 from analysis.best_trials import (ExperimentError, best_per_model, class_names, cost_line, fmt,  # noqa: E402
-                                  read_json, read_trials, seed_ensembles, seed_lines)
+                                  best_runs, read_json, read_trials, seed_ensembles,
+                                  seed_lines)
 from trainables import atomic  # noqa: E402
 from trainables.data import DATASETS  # noqa: E402
 
@@ -59,7 +60,8 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
     try:
         sweep = read_json(sweep_file)
         trials = read_trials(path)
-        rows, failed = best_per_model(trials)
+        runs = best_runs(trials)  # every trial's predictions read once
+        rows, failed = best_per_model(trials, runs)
     except ExperimentError as error:
         skipped.append(str(error))
         return None
@@ -69,7 +71,7 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
         return None
     kind = "multi-label" if DATASETS[sweep["dataset"]].multi_label else "single-label"
     experiment = Experiment(path, f"{sweep['experiment']} ({kind})", sweep, rows, cost_line(trials),
-                            seeds=seed_lines(rows, seed_ensembles(path, trials)))
+                            seeds=seed_lines(rows, seed_ensembles(path, trials, runs)))
     quantization = path / "quantization.json"
     if quantization.is_file():
         experiment.quantized = {row["model"]: row for row in json.loads(quantization.read_text())["rows"]}
@@ -271,8 +273,8 @@ def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[s
     lines += ["## Table 1: macro-F1 by model and label scheme", "",
               "All three metrics at the thresholds tuned for the one each sweep selects by (`selected by`); "
               "micro-F1 is accuracy for single-label data, where Jaccard does not apply.", "",
-              "| model | scheme | selected by | val macro-F1 | test macro-F1 | test 95% CI | val micro-F1 | test micro-F1 "
-              "| val Jaccard | test Jaccard |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | scheme | selected by | val macro-F1 | test macro-F1 | test 95% CI | val micro-F1 "
+              "| test micro-F1 | val Jaccard | test Jaccard |", "|---|---|---|---|---|---|---|---|---|---|"]
     for e in sorted(entries, key=lambda e: (e["model"], e["scheme"])):
         trial, row = e["row"]["trial_dir"], e["row"]
         ci = f"[{e['ci'][0]:.4f}, {e['ci'][1]:.4f}]" if "ci" in e else "n/a"
