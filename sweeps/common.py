@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import platform
@@ -531,13 +532,11 @@ def sweep_trainable(experiment: Experiment, studies: list[Study], data: EmotionD
     return tune.with_parameters(trainable_function(experiment.trainable), data=data, **shared)
 
 
-def run_experiment(plan: Plan, experiment: Experiment, data: EmotionData, resume: bool,
-                   time_left_s: float | None) -> None:
+def run_experiment(plan: Plan, studies: list[Study], trainable, resume: bool, time_left_s: float | None) -> None:
     """Every study of the sweep in one Tune experiment (restored, not re-run, with --resume)."""
     started_at = time.time()
-    studies = studies_of(plan, experiment)
     tuner = build_tuner(
-        sweep_trainable(experiment, studies, data), studies,
+        trainable, studies,
         Path(plan.sweep_dir), search=plan.search, seed=plan.seed, scheduler=plan.scheduler,
         max_epochs=plan.max_epochs, max_failures=plan.args["max_failures"], time_budget_s=time_left_s,
         callbacks=sweep_callbacks(plan), resume=resume, restart_errored=bool(plan.args.get("restart_errored")),
@@ -565,8 +564,7 @@ def confirmation_configs(sweep_dir: Path, seeds: int) -> list[dict]:
     return configs
 
 
-def run_confirmation(plan: Plan, experiment: Experiment, data: EmotionData, resume: bool,
-                     time_left_s: float | None) -> None:
+def run_confirmation(plan: Plan, studies: list[Study], trainable, resume: bool, time_left_s: float | None) -> None:
     """The confirmation trials, after the search, in the same experiment dir (their own Tuner: Tune restores
     the newest one, so --resume continues whichever phase was running). The configs are fixed once, in
     confirmations.json, so a resumed sweep confirms the same trials with the same seeds."""
@@ -579,10 +577,9 @@ def run_confirmation(plan: Plan, experiment: Experiment, data: EmotionData, resu
         atomic.write_text(planned, json.dumps(configs, indent=2))
     if not configs:
         return
-    studies = studies_of(plan, experiment)
     states = sorted(sweep_dir.glob("experiment_state-*.json"), key=lambda path: path.stat().st_mtime)
     restore = resume and bool(states) and states[-1].stat().st_mtime > planned.stat().st_mtime
-    fit(build_confirmation_tuner(sweep_trainable(experiment, studies, data), studies, sweep_dir, configs,
+    fit(build_confirmation_tuner(trainable, studies, sweep_dir, configs,
                                  max_failures=plan.args["max_failures"], time_budget_s=time_left_s,
                                  callbacks=sweep_callbacks(plan), restore=restore), studies)
 
@@ -609,6 +606,9 @@ def start_ray(args: argparse.Namespace) -> None:
     """Start this machine's private Ray, unless join_cluster already joined one."""
     import ray
 
+    # Tune's results table names a trial that the time budget or Ctrl-C left unstarted as "Failed to fetch
+    # metrics"; nothing failed, and the analysis names cut trials itself.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
     # "local" starts a fresh cluster even when a `ray start` cluster runs on this machine; joining one is explicit.
@@ -687,16 +687,18 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     start_ray(args)
     time_left_s = plan.time_budget_s and max(1.0, started_at + plan.time_budget_s - time.time())
     interrupts.tuning = True
+    studies = studies_of(plan, experiment)
+    trainable = sweep_trainable(experiment, studies, data)  # tokenizes once for the search and the confirmations
     confirming = args.resume and (sweep_dir / CONFIRMATIONS).is_file()  # the search had ended
     if not confirming:
-        run_experiment(plan, experiment, data, args.resume, time_left_s)
+        run_experiment(plan, studies, trainable, args.resume, time_left_s)
     if plan.confirm_seeds and not interrupts.interrupted:
         time_left_s = plan.time_budget_s and started_at + plan.time_budget_s - time.time()
         if time_left_s is not None and time_left_s <= 0:
             print("warning: no time left to confirm the winners over seeds (--confirm-seeds); the analysis reports "
                   "single runs", file=sys.stderr)
         else:
-            run_confirmation(plan, experiment, data, confirming, time_left_s)
+            run_confirmation(plan, studies, trainable, confirming, time_left_s)
     interrupts.tuning = False
     if interrupts.interrupted:  # Tune stopped and saved the experiment; finished trials are kept
         print(f"interrupted; resume with: {interrupts.resume_command}", file=sys.stderr)
