@@ -11,12 +11,12 @@ source and subsampled exactly as the sweep did (sweep.json holds the dataset, op
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from analysis.predict import Decision
 from trainables import atomic
 from trainables.data import SEMEVAL_EC_COLUMNS, DataError, Split, load_sweep_data
 
@@ -50,8 +50,9 @@ def write_prediction_files(sweep_dir: Path, rows: list[dict]) -> list[Path]:
     for row in rows:
         saved = Path(row["predictions"]) if "predictions" in row else (
             Path(row["trial_dir"]) / row["checkpoint"] / "predictions.npz")  # a seed ensemble's, or the trial's
-        with np.load(saved) as arrays:
-            predictions = arrays["test_probs"] >= arrays["per_class_thresholds"]
+        with np.load(saved) as npz:
+            arrays = dict(npz)
+        predictions = Decision.from_arrays(arrays).apply(arrays["test_probs"])  # as analysis.predict decides
         written.append(write_ec_file(Path(sweep_dir) / "predictions" / f"{row['model']}.txt", test, predictions))
     return written
 

@@ -356,6 +356,21 @@ def test_head_mode_sweep_trains_lora_and_the_score_head_only(tmp_path, goemotion
         assert any("score" in key for key in keys)
     assert "val_macro_f1" in (tmp_path / "head" / "best_trials.md").read_text()
 
+    # exported: the adapters and head, the tokenizer and the decision rule, naming the base they load on
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from analysis import export, predict
+
+    assert export.main([str(tmp_path / "head"), "--out", str(tmp_path / "export")]) == 0
+    rule = json.loads((tmp_path / "export" / "decision.json").read_text())
+    assert rule["kind"] == "decoder_adapter" and rule["base"]["source"] == str(tiny_qwen)
+    assert len(rule["thresholds"]) == 28 and (tmp_path / "export" / "tokenizer_config.json").is_file()
+    base = AutoModelForSequenceClassification.from_pretrained(rule["base"]["source"], num_labels=28)
+    model = PeftModel.from_pretrained(base, tmp_path / "export")
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+    assert predict.main([str(tmp_path / "export"), "--input", str(goemotions_dir / "labels.txt")]) == 2
+
 
 def test_bad_decoder_input_fails_before_ray_with_one_line(tmp_path, goemotions_dir, tiny_qwen, capsys):
     import sweeps.qlora_goemotions as sweep_file

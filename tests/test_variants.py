@@ -161,3 +161,25 @@ def test_qlora_on_cpu_is_placed_on_cpu_explicitly(tiny_bert):
     assert {p.device.type for p in model.parameters()} == {"cpu"}
     batch = {"input_ids": torch.tensor([[2, 7, 3]]), "attention_mask": torch.ones(1, 3, dtype=torch.long)}
     assert model(**batch).logits.shape == (1, data.num_labels)  # CPU inputs, CPU model
+
+
+@pytest.mark.parametrize("study", ["tiny-baseline", "tiny-qat", "tiny-qlora"])
+def test_each_variant_exports_to_plain_weights_that_predict_as_the_trial_did(experiment, tmp_path, study):
+    """QLoRA is merged into the dequantized body (the weights its adapters trained against), so its export needs
+    neither bitsandbytes nor peft; QAT exports its float weights (its trial predicted through fake quantization,
+    so probabilities differ in the 4th decimal, and the argmax does not)."""
+    from analysis import export, predict
+    from analysis.best_trials import read_json
+    from trainables.data import load_sweep_data
+
+    sweep_dir, _ = experiment
+    out = tmp_path / study
+    assert export.main([str(sweep_dir), "--model", study, "--out", str(out)]) == 0
+    rule = read_json(out / "decision.json")
+    assert rule["task"] == "single_label" and rule["members"] == ["."] and "thresholds" not in rule
+    assert not (out / "adapter_config.json").exists() and "quantization_config" not in read_json(out / "config.json")
+    texts = load_sweep_data(read_json(sweep_dir / "sweep.json")).test.texts
+    _, decision, probs = predict.predict(out, texts)
+    with np.load(best_checkpoint(sweep_dir, study) / "predictions.npz") as arrays:
+        assert probs == pytest.approx(arrays["test_probs"], abs=1e-3 if study == "tiny-qat" else 1e-5)
+        assert np.array_equal(decision.apply(probs).argmax(axis=1), arrays["test_probs"].argmax(axis=1))

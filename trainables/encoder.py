@@ -192,6 +192,13 @@ def from_pretrained_quietly(source: str | Path, **kwargs) -> torch.nn.Module:
     return model
 
 
+def four_bit_body(compute_dtype: torch.dtype) -> BitsAndBytesConfig:
+    """QLoRA's body: NF4 with double quantization; the head and the pooler stay float, they train in full."""
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype,
+                              llm_int8_skip_modules=["classifier", "pooler", "pooler.dense"])
+
+
 def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: Path | None = None
                  ) -> torch.nn.Module:
     """The model a trial trains (or analysis evaluates): the pretrained body with a new head sized for the
@@ -211,12 +218,9 @@ def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: P
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
     compute_dtype = autocast_dtype(device) or torch.float32
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                      bnb_4bit_compute_dtype=compute_dtype,
-                                      llm_int8_skip_modules=["classifier", "pooler", "pooler.dense"])  # they train
     model = from_pretrained_quietly(
         config["model_source"], revision=config.get("model_revision"), ignore_mismatched_sizes=True,
-        quantization_config=quantization, dtype=compute_dtype,
+        quantization_config=four_bit_body(compute_dtype), dtype=compute_dtype,
         # an explicit map on CPU too: with None, transformers places a 4-bit model on CUDA whenever it sees one,
         # while analysis feeds it CPU tensors
         device_map={"": device.index or 0} if device.type == "cuda" else {"": "cpu"}, **labels)

@@ -1,0 +1,260 @@
+"""Label new texts with an exported model (analysis.export), its tuned thresholds applied.
+
+    python -m analysis.predict DIR [--input FILE|-] [--output FILE] [--probabilities] [--int8]
+
+Input (`--input`, default stdin): plain text, one text per line; CSV or TSV with a header and a text column
+(`text`, `tweet` or `sentence`, any case, or `--text-column`); or JSONL, one object with a text field per line. The
+format follows the file's extension (.csv, .tsv, .jsonl, anything else is plain text), or `--format`.
+Output (`--output`, default stdout): JSONL, `{"text": ..., "labels": [...]}` per text in input order, or CSV/TSV
+(columns text, labels joined by ";") when the output file ends in .csv/.tsv; `--probabilities` adds each label's
+probability. Multi-label models predict every label whose probability reaches its threshold (from decision.json);
+single-label models the most probable label. A seed-ensemble export averages its members' probabilities first.
+
+Texts are prepared and tokenized as the trials did (decision.json `text`), predicted in length-sorted batches in
+FP32 (a progress bar on long inputs), or with `--int8` through the dynamic INT8 of analysis.quantize (Linear layers
+INT8; about twice as fast on CPU, labels agree with FP32 on most texts; the thresholds stay the FP32 ones).
+A bad export dir or input is one line naming it (file and line), exit 2, and no output file is written.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trainables import atomic
+
+TEXT_COLUMNS = ("text", "tweet", "sentence")
+FORMATS = ("text", "csv", "tsv", "jsonl")
+PROGRESS_FROM = 2000  # texts: a shorter input finishes before a bar would tell anything
+
+
+class PredictError(ValueError):
+    """Bad export dir or input: one line naming the file (and line, field or flag)."""
+
+
+@dataclass
+class Decision:
+    """decision.json (analysis.export): how probabilities become labels."""
+    labels: list[str]
+    multi_label: bool
+    thresholds: np.ndarray | None = None
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> "Decision":
+        """The rule saved with a trial's (or seed ensemble's) predictions.npz."""
+        multi_label = "per_class_thresholds" in arrays
+        return cls([str(name) for name in arrays["label_names"]], multi_label,
+                   np.asarray(arrays["per_class_thresholds"]) if multi_label else None)
+
+    def apply(self, probs: np.ndarray) -> np.ndarray:
+        """(N, C) 0/1 predictions: thresholds per class (multi-label) or the argmax (single-label, one-hot)."""
+        if self.multi_label:
+            return (probs >= self.thresholds).astype(np.int64)
+        return np.eye(len(self.labels), dtype=np.int64)[probs.argmax(axis=1)]
+
+
+def read_decision(export_dir: Path) -> tuple[dict, Decision]:
+    from analysis.export import DECISION_FILE
+
+    path = export_dir / DECISION_FILE
+    if not export_dir.is_dir():
+        raise PredictError(f"{export_dir}: not a directory (an export from: python -m analysis.export)")
+    if not path.is_file():
+        raise PredictError(f"{path}: not found; {export_dir} is not an export (python -m analysis.export writes one)")
+    try:
+        rule = json.loads(path.read_text(encoding="utf-8"))
+        multi_label = {"multi_label": True, "single_label": False}[rule["task"]]
+        labels = [str(name) for name in rule["labels"]]
+        thresholds = np.array(rule["thresholds"], dtype=np.float32) if multi_label else None
+        if thresholds is not None and thresholds.shape != (len(labels),):
+            raise ValueError(f"{len(thresholds)} thresholds for {len(labels)} labels")
+        if not rule["members"] or not isinstance(rule["text"]["max_length"], int):
+            raise ValueError("no members, or no text.max_length")
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise PredictError(f"{path}: unreadable decision rule ({type(error).__name__}: {error})") from None
+    if rule.get("kind") == "decoder_adapter":
+        raise PredictError(f"{path}: a decoder's adapters (base {rule['base']['source']}); analysis.predict applies "
+                           f"encoder exports; load this one with peft on its base")
+    for member in rule["members"]:
+        weights = export_dir / member / "model.safetensors"
+        if not weights.is_file():
+            raise PredictError(f"{weights}: not found (the export's weights are missing)")
+    return rule, Decision(labels, multi_label, thresholds)
+
+
+def input_format(path: str, given: str | None) -> str:
+    if given:
+        return given
+    suffix = Path(path).suffix.lower()
+    return {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}.get(suffix, "text")
+
+
+def decoded_lines(data: bytes, name: str) -> list[str]:
+    """The input's lines as text; a line that is not UTF-8 is named."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the final newline ends the last line
+    decoded = []
+    for number, line in enumerate(lines, 1):
+        try:
+            decoded.append(line.decode("utf-8").removesuffix("\r"))
+        except UnicodeDecodeError as error:
+            raise PredictError(f"{name}:{number}: not UTF-8 (byte 0x{line[error.start]:02x} at column "
+                               f"{error.start + 1})") from None
+    if decoded:
+        decoded[0] = decoded[0].removeprefix("\ufeff")
+    return decoded
+
+
+def text_column(columns: list[str], given: str | None, name: str) -> str:
+    if given:
+        if given not in columns:
+            raise PredictError(f"--text-column {given}: {name} has no such column (columns: {', '.join(columns)})")
+        return given
+    for wanted in TEXT_COLUMNS:
+        for column in columns:
+            if column.strip().lower() == wanted:
+                return column
+    raise PredictError(f"{name}: no text column (columns: {', '.join(columns) or 'none'}); pass --text-column")
+
+
+def read_texts(source: str, fmt: str, column: str | None = None) -> list[str]:
+    """Texts in input order from a file or stdin ("-"); an empty text or malformed line is named."""
+    name = "stdin" if source == "-" else source
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as error:
+        raise PredictError(f"--input {source}: {error.strerror}") from None
+    lines = decoded_lines(data, name)
+    texts: list[tuple[int, str]] = []
+    if fmt == "text":
+        texts = list(enumerate(lines, 1))
+    elif fmt == "jsonl":
+        field = column or "text"
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise PredictError(f"{name}:{number}: not JSON ({error.msg})") from None
+            if not isinstance(record, dict) or not isinstance(record.get(field), str):
+                raise PredictError(f"{name}:{number}: no string field {field!r}"
+                                   + ("" if column else " (pass --text-column)"))
+            texts.append((number, record[field]))
+    else:
+        dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
+        reader = csv.reader(io.StringIO("\n".join(lines) + "\n"), **dialect)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise PredictError(f"{name}: empty (expected a header with a text column)") from None
+        index = header.index(text_column(header, column, name))
+        for row in reader:
+            if len(row) <= index:
+                raise PredictError(f"{name}:{reader.line_num}: {len(row)} fields, no {header[index]!r} field")
+            texts.append((reader.line_num, row[index]))
+    for number, text in texts:
+        if not text.strip():
+            raise PredictError(f"{name}:{number}: empty text")
+    if not texts:
+        raise PredictError(f"{name}: no texts")
+    return [text for _, text in texts]
+
+
+def load_members(export_dir: Path, rule: dict, int8: bool) -> list:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from analysis.quantize import quantize_int8
+
+    models = []
+    for member in rule["members"]:
+        model = AutoModelForSequenceClassification.from_pretrained(export_dir / member, dtype=torch.float32).eval()
+        models.append(quantize_int8(model) if int8 else model)
+    return models
+
+
+def predict(export_dir: Path, texts: list[str], int8: bool = False, batch_size: int = 64,
+            progress: bool | None = None, models: list | None = None) -> tuple[dict, Decision, np.ndarray]:
+    """(decision.json, its rule, (N, C) probabilities averaged over the export's members), texts in input order.
+    `models`: the members already loaded (load_members), for callers that predict many times."""
+    from transformers import AutoTokenizer
+
+    from analysis.quantize import predict_probs
+    from trainables.data import preprocess
+
+    export_dir = Path(export_dir)
+    rule, decision = read_decision(export_dir)
+    tokenizer = AutoTokenizer.from_pretrained(export_dir)
+    input_ids = tokenizer(preprocess(texts, rule["text"]["preprocess"]), truncation=True,
+                          max_length=int(rule["text"]["max_length"]), return_attention_mask=False,
+                          return_token_type_ids=False)["input_ids"]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    show = len(texts) >= PROGRESS_FROM if progress is None else progress
+    probs = np.mean([predict_probs(model, input_ids, pad_id, decision.multi_label, batch_size, progress=show)
+                     for model in models or load_members(export_dir, rule, int8)], axis=0)
+    return rule, decision, probs
+
+
+def write_output(output: str | None, texts: list[str], decision: Decision, probs: np.ndarray,
+                 with_probabilities: bool) -> None:
+    predicted = decision.apply(probs)
+    names = np.array(decision.labels)
+    label_lists = [names[row.astype(bool)].tolist() for row in predicted]
+    fmt = input_format(output or "-", None)
+    if fmt in ("csv", "tsv"):
+        columns = ["text", "labels"] + ([f"p_{name}" for name in decision.labels] if with_probabilities else [])
+        handle = io.StringIO()
+        writer = csv.writer(handle, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+        writer.writerow(columns)
+        for text, labels, row in zip(texts, label_lists, probs):
+            writer.writerow([text, ";".join(labels)] + ([f"{p:.6f}" for p in row] if with_probabilities else []))
+        content = handle.getvalue()
+    else:
+        records = []
+        for text, labels, row in zip(texts, label_lists, probs):
+            record = {"text": text, "labels": labels}
+            if with_probabilities:
+                record["probabilities"] = {name: round(float(p), 6) for name, p in zip(decision.labels, row)}
+            records.append(json.dumps(record, ensure_ascii=False))
+        content = "\n".join(records) + "\n"
+    if output is None or output == "-":
+        sys.stdout.write(content)
+    else:
+        atomic.write_text(Path(output), content)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("export_dir", type=Path, help="a dir written by python -m analysis.export")
+    parser.add_argument("--input", default="-", help="texts: a .txt (one per line), .csv, .tsv or .jsonl file; "
+                                                     "- for stdin (default)")
+    parser.add_argument("--format", choices=FORMATS, help="the input's format (default: from its extension)")
+    parser.add_argument("--text-column", help="the input's text column or JSON field (default: text/tweet/sentence)")
+    parser.add_argument("--output", help="a .jsonl, .csv or .tsv file (default: JSONL on stdout)")
+    parser.add_argument("--probabilities", action="store_true", help="add each label's probability")
+    parser.add_argument("--int8", action="store_true", help="dynamic INT8 Linear layers (faster on CPU)")
+    args = parser.parse_args(argv)
+    if args.output and args.output != "-" and not Path(args.output).resolve().parent.is_dir():
+        print(f"error: --output {args.output}: its directory does not exist", file=sys.stderr)
+        return 2
+    try:
+        read_decision(args.export_dir)  # a bad export dir is named before the input is read
+        texts = read_texts(args.input, input_format(args.input, args.format), args.text_column)
+        _, decision, probs = predict(args.export_dir, texts, int8=args.int8)
+    except PredictError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    write_output(args.output, texts, decision, probs, args.probabilities)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
