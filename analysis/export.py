@@ -1,6 +1,6 @@
 """Export a sweep's winner as a classifier anyone can load: weights, tokenizer and the decision rule it was tuned with.
 
-    python -m analysis.export results/<experiment> [--model M] [--out DIR]
+    python -m analysis.export results/<experiment> [--model M] [--out DIR] [--single]
 
 The model (default: the sweep's best, chosen on validation as in analysis.best_trials) becomes a standard Hugging
 Face model directory (config with `id2label`, tokenizer, safetensors weights) that
@@ -14,7 +14,7 @@ Face model directory (config with `id2label`, tokenizer, safetensors weights) th
 - `members`: model dirs, relative to DIR, whose probabilities are averaged before the thresholds apply: ["."] for
   a single trial; for a winner confirmed over seeds (`--confirm-seeds`), the seed ensemble: "." (the search's best
   trial) and `members/seed-<n>`, with the ensemble's own thresholds (each member's thresholds alone are in
-  `member_thresholds`, for whoever loads one member with `pipeline`).
+  `member_thresholds`, for whoever loads one member with `pipeline`). `--single` exports the best trial alone.
 - `text`: how texts are prepared before tokenizing (`preprocess`, `max_length`), as the trials did.
 - `provenance`: sweep, trial dirs, config, seeds, library versions, validation and test scores.
 
@@ -164,11 +164,13 @@ def decision_rule(model: str, seeds: list[SeedRun], sweep_dir: Path, members: li
     }
 
 
-def export(sweep_dir: Path, model: str | None = None, out: Path | None = None) -> Path:
-    """Write the export dir (default `<sweep_dir>/export/<model>`) and return it."""
+def export(sweep_dir: Path, model: str | None = None, out: Path | None = None, single: bool = False) -> Path:
+    """Write the export dir (default `<sweep_dir>/export/<model>`, `<model>-single` with `single`) and return it.
+    `single`: the search's best trial alone with its own thresholds, not its seed ensemble."""
     sweep_dir = Path(sweep_dir)
     model, seeds = chosen_runs(sweep_dir, model)
-    out = Path(out) if out else sweep_dir / "export" / model.replace("/", "_")
+    seeds = seeds[:1] if single else seeds
+    out = Path(out) if out else sweep_dir / "export" / (model.replace("/", "_") + ("-single" if single else ""))
     if out.exists() and not (out / DECISION_FILE).is_file():
         raise ExperimentError(f"--out {out}: exists and is not an export (no {DECISION_FILE}); choose another dir")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -192,9 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("experiment_dir", type=Path)
     parser.add_argument("--model", help="the model (study) to export; default: the sweep's best by validation")
     parser.add_argument("--out", type=Path, help="the export dir; default: <experiment_dir>/export/<model>")
+    parser.add_argument("--single", action="store_true",
+                        help="the best trial alone, not its seed ensemble (a seed ensemble of N predicts N times "
+                             "slower); default out: <experiment_dir>/export/<model>-single")
     args = parser.parse_args(argv)
     try:
-        out = export(args.experiment_dir, args.model, args.out)
+        out = export(args.experiment_dir, args.model, args.out, args.single)
     except (ExperimentError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -331,6 +331,18 @@ def trial_dirname(trial) -> str:
     return f"{trial.config['study']}_{trial.trial_id}"
 
 
+def confirmation_space(configs: list[dict]) -> dict:
+    """A param space that holds every point: Tune checks each key a point sets against the space, and warns of a
+    constant the point differs from ("Pre-set value 1 is not equal to ... seed: 3"), so a key whose value differs
+    between the points (the seed) becomes a choice of those values. The points set every trial's values."""
+    values: dict[str, list] = {}
+    for config in configs:
+        for key, value in config.items():
+            if value not in values.setdefault(key, []):
+                values[key].append(value)
+    return {key: found[0] if len(found) == 1 else tune.choice(found) for key, found in values.items()}
+
+
 def build_confirmation_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path, configs: list[dict],
                              *, max_failures: int, time_budget_s: float | None, callbacks: list,
                              restore: bool) -> tune.Tuner:
@@ -342,8 +354,7 @@ def build_confirmation_tuner(trainable: Callable, studies: list[Study], experime
         return tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True)
     return tune.Tuner(
         trainable,
-        # every key a point sets must be in the space (Tune checks the points against it); the points override it
-        param_space={key: value for config in configs for key, value in config.items()},
+        param_space=confirmation_space(configs),
         tune_config=tune.TuneConfig(
             metric=METRIC, mode=MODE, num_samples=len(configs), time_budget_s=time_budget_s,
             search_alg=BasicVariantGenerator(points_to_evaluate=configs, max_concurrent=0),

@@ -110,6 +110,19 @@ def test_predict_reproduces_the_sweeps_test_labels(sweep, exported, tmp_path):
     assert [json.loads(line)["labels"] for line in piped.stdout.splitlines()] == expected[:5]
 
 
+def test_single_exports_the_best_trial_with_its_own_thresholds(sweep, tmp_path):
+    sweep_dir, texts = sweep
+    assert export.main([str(sweep_dir), "--single"]) == 0
+    [best] = read_json(sweep_dir / "best_trials.json")
+    out = sweep_dir / "export" / f"{best['model']}-single"
+    rule = read_json(out / "decision.json")
+    assert rule["members"] == ["."] and not (out / "members").exists()
+    with np.load(f"{best['trial_dir']}/{best['checkpoint']}/predictions.npz") as npz:
+        assert np.array_equal(np.array(rule["thresholds"], dtype=np.float32), npz["per_class_thresholds"])
+        _, decision, probs = predict.predict(out, texts)
+        assert np.array_equal(decision.apply(probs), (npz["test_probs"] >= npz["per_class_thresholds"]).astype(int))
+
+
 def test_int8_predictions_stay_close_to_fp32(sweep, exported):
     _, texts = sweep
     _, _, fp32 = predict.predict(exported, texts)
