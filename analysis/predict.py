@@ -12,7 +12,8 @@ single-label models the most probable label. A seed-ensemble export averages its
 
 Texts are prepared and tokenized as the trials did (decision.json `text`), predicted in length-sorted batches in
 FP32 (a progress bar on long inputs), or with `--int8` through the dynamic INT8 of analysis.quantize (Linear layers
-INT8; about twice as fast on CPU, labels agree with FP32 on most texts; the thresholds stay the FP32 ones).
+INT8; 1.7x the FP32 speed for MiniLM on 2 cores, the same labels as FP32 on most texts, docs/benchmarks.md;
+the thresholds stay the FP32 ones).
 A bad export dir or input is one line naming it (file and line), exit 2, and no output file is written.
 """
 from __future__ import annotations
@@ -185,6 +186,7 @@ def predict(export_dir: Path, texts: list[str], int8: bool = False, batch_size: 
             progress: bool | None = None, models: list | None = None) -> tuple[dict, Decision, np.ndarray]:
     """(decision.json, its rule, (N, C) probabilities averaged over the export's members), texts in input order.
     `models`: the members already loaded (load_members), for callers that predict many times."""
+    from tqdm import tqdm
     from transformers import AutoTokenizer
 
     from analysis.quantize import predict_probs
@@ -197,9 +199,12 @@ def predict(export_dir: Path, texts: list[str], int8: bool = False, batch_size: 
                           max_length=int(rule["text"]["max_length"]), return_attention_mask=False,
                           return_token_type_ids=False)["input_ids"]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    models = models or load_members(export_dir, rule, int8)
     show = len(texts) >= PROGRESS_FROM if progress is None else progress
-    probs = np.mean([predict_probs(model, input_ids, pad_id, decision.multi_label, batch_size, progress=show)
-                     for model in models or load_members(export_dir, rule, int8)], axis=0)
+    with tqdm(total=len(texts) * len(models), unit="text", disable=not show,
+              desc=f"{len(models)} seed models" if len(models) > 1 else None) as bar:
+        probs = np.mean([predict_probs(model, input_ids, pad_id, decision.multi_label, batch_size, progress=bar)
+                         for model in models], axis=0)
     return rule, decision, probs
 
 

@@ -69,19 +69,18 @@ def quantize_int8(model: torch.nn.Module, library: str = "torch.ao") -> torch.nn
 
 
 def predict_probs(model: torch.nn.Module, input_ids: list[list[int]], pad_id: int, multi_label: bool,
-                  batch_size: int = 64, progress: bool = False) -> np.ndarray:
+                  batch_size: int = 64, progress=None) -> np.ndarray:
     """Probabilities in input order; batches sorted by length, as the trainable predicts (so the same model gives
-    the same probabilities); `progress`: a tqdm bar over the texts on stderr."""
-    from tqdm import tqdm
-
+    the same probabilities). `progress`: a tqdm bar, advanced by each batch's texts."""
     lengths = np.array([len(row) for row in input_ids])
     order = np.argsort(-lengths, kind="stable")
     probs = []
-    with torch.inference_mode(), tqdm(total=len(order), unit="text", disable=not progress) as bar:
+    with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             logits = model(**collate(input_ids, order[start:start + batch_size], pad_id, torch.device("cpu"))).logits
             probs.append((torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).float().numpy())
-            bar.update(len(probs[-1]))
+            if progress is not None:
+                progress.update(len(probs[-1]))
     result = np.empty((len(input_ids), probs[0].shape[1]), dtype=np.float32)
     result[order] = np.concatenate(probs)
     return result

@@ -609,6 +609,9 @@ def start_ray(args: argparse.Namespace) -> None:
     # Tune's results table names a trial that the time budget or Ctrl-C left unstarted as "Failed to fetch
     # metrics"; nothing failed, and the analysis names cut trials itself.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # Keeping one checkpoint per trial makes Tune save the experiment state at every checkpoint (what --resume
+    # reads); Tune then warns, every few epochs, that snapshots "may become a bottleneck". They take milliseconds.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
     # "local" starts a fresh cluster even when a `ray start` cluster runs on this machine; joining one is explicit.
