@@ -129,6 +129,11 @@ def export_member(run: SeedRun, destination: Path) -> dict:
 
 
 def decision_rule(model: str, seeds: list[SeedRun], sweep_dir: Path, members: list[str], kind: dict) -> dict:
+    """decision.json: the best trial's rule, or its seed ensemble's (thresholds chosen again on validation for the
+    averaged probabilities, exactly as analysis.best_trials reports the ensemble)."""
+    import torch
+    import transformers
+
     best = seeds[0]
     metric = selected_metric(best.arrays)
     config = trial_config(best)
@@ -136,9 +141,6 @@ def decision_rule(model: str, seeds: list[SeedRun], sweep_dir: Path, members: li
     arrays = ensemble(seeds, metric, method) if len(seeds) > 1 else best.arrays
     multi_label = "per_class_thresholds" in arrays
     sweep = read_json(sweep_dir / "sweep.json") if (sweep_dir / "sweep.json").is_file() else {}
-    import torch
-    import transformers
-
     return {
         "format": FORMAT,
         "task": "multi_label" if multi_label else "single_label",
