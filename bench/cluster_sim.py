@@ -13,7 +13,7 @@ old design), the real search space and trial count of the `full` budget (<= 5 ep
 ASHA (grace 1 epoch, reduction factor 2), one CPU and the model's gpu_share() of a GPU per trial in both designs.
 
 - old: one experiment per model, Ray's OptunaSearch and ASHAScheduler, no concurrency bound (as the old code ran
-  on GPU: "as many as resources allow"), as in `run_model` of sweeps/common.py before the one-experiment change.
+  on GPU: "as many as resources allow"), as the sweep driver did before the one-experiment change.
 - new: `build_tuner` with the real StudySearcher, PerStudyASHA and trial_resources, once per --max-concurrent
   bound (per study; default 4, the sweep's default on GPU, and 8).
 
@@ -63,7 +63,7 @@ from ray.cluster_utils import Cluster
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from sweeps.common import BUDGETS
+from sweeps.experiment import BUDGETS
 from sweeps.goemotions_raw import EXPERIMENT
 from sweeps.tuning import METRIC, MODE, Study, build_tuner, fit
 from trainables.models import MODELS, gpu_share

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sweeps.common import OneLineParser, positive
+from sweeps.cli import OneLineParser, positive
 from trainables.data import EmotionData, Split
 
 CUES = {"joy": ("happy", "glad", "delighted"), "sadness": ("sad", "gloomy", "crying"),

@@ -16,7 +16,8 @@ rows), so macro-F1 (selection) sits below accuracy; both are reported, with weig
 from optuna.distributions import CategoricalDistribution as Choice
 from optuna.distributions import FloatDistribution as Float
 
-from sweeps.common import Budget, Experiment, encoder_search_space, main
+from sweeps.experiment import Budget, Experiment, encoder_search_space
+from sweeps.run import main
 from trainables.encoder import VARIANTS, param_applies
 
 

@@ -3,12 +3,13 @@
     python sweeps/goemotions_raw.py --data-dir ../shared/data/goemotions            # CPU: minilm, ~30 min
     python sweeps/goemotions_raw.py --models distilbert albert mobilebert minilm     # GPU cluster
 
-The space is the shared encoder space (sweeps/common.py: high body and head learning rates for short CPU
+The space is the shared encoder space (sweeps/experiment.py: high body and head learning rates for short CPU
 budgets) plus inverse-frequency pos_weight, because most of the 28 classes are rare.
 """
 from optuna.distributions import CategoricalDistribution as Choice
 
-from sweeps.common import Budget, Experiment, encoder_search_space, main
+from sweeps.experiment import Budget, Experiment, encoder_search_space
+from sweeps.run import main
 
 
 def search_space(budget: Budget) -> dict:

@@ -9,7 +9,8 @@ The plan line says how many rows the rule kept per split. Metrics: macro-F1 (sel
 weighted-F1. The space matches goemotions_raw.py (short CPU budgets need high body and head learning rates),
 less pos_weight, which only the multi-label loss has.
 """
-from sweeps.common import Budget, Experiment, encoder_search_space, main
+from sweeps.experiment import Budget, Experiment, encoder_search_space
+from sweeps.run import main
 
 
 def grid(budget: Budget) -> dict:

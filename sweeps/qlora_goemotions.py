@@ -8,8 +8,8 @@ as sweeps/qlora_semeval_ec.py; only the dataset differs. `neutral` is a label he
 """
 from dataclasses import replace
 
-from sweeps.common import main
 from sweeps.qlora_semeval_ec import EXPERIMENT as SEMEVAL_EXPERIMENT
+from sweeps.run import main
 
 EXPERIMENT = replace(SEMEVAL_EXPERIMENT, name="qlora_goemotions", dataset="goemotions")
 

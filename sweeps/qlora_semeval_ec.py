@@ -15,7 +15,8 @@ from optuna.distributions import CategoricalDistribution as Choice
 from optuna.distributions import FloatDistribution as Float
 from optuna.distributions import IntDistribution as Int
 
-from sweeps.common import Budget, Experiment, main
+from sweeps.experiment import Budget, Experiment
+from sweeps.run import main
 from trainables.decoder import MODES, param_applies
 from trainables.labels_text import TEMPLATES
 

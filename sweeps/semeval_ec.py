@@ -12,7 +12,8 @@ inverse-frequency `pos_weight` (surprise and trust are ~5% of tweets, anger and 
 """
 from optuna.distributions import CategoricalDistribution as Choice
 
-from sweeps.common import Budget, Experiment, encoder_search_space, main
+from sweeps.experiment import Budget, Experiment, encoder_search_space
+from sweeps.run import main
 from trainables.data import PREPROCESS_CHOICES
 
 

@@ -19,6 +19,7 @@ import math
 import os
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,9 +30,8 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import BasicVariantGenerator, Searcher
+from ray.tune.search import Searcher
 
-CONFIRMATIONS = "confirmations.json"  # the confirmation trials' configs, fixed when the search ends
 METRIC = "val_score"  # the selected metric (--metric) on validation, at thresholds tuned for it
 MODE = "max"
 JOURNAL = "optuna.journal"
@@ -161,6 +161,10 @@ class StudySearcher(Searcher):
                                               load_if_exists=True)
                 if not created.trials and study.first_trial and self.search != "grid":
                     created.enqueue_trial(study.first_trial)
+                if created.metric_names is None:  # optuna-dashboard's name for the objective
+                    with warnings.catch_warnings():  # experimental since Optuna 3.2, and still there in 5.0
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        created.set_metric_names([f"val {study.config.get('metric', 'macro_f1')}"])
                 self._optuna[name] = created
                 self._orphans[name] = [t._trial_id for t in created.trials
                                        if t.state == TrialState.RUNNING and t._trial_id not in asked]
@@ -331,39 +335,16 @@ def trial_dirname(trial) -> str:
     return f"{trial.config['study']}_{trial.trial_id}"
 
 
-def confirmation_space(configs: list[dict]) -> dict:
-    """A param space that holds every point: Tune checks each key a point sets against the space, and warns of a
-    constant the point differs from ("Pre-set value 1 is not equal to ... seed: 3"), so a key whose value differs
-    between the points (the seed) becomes a choice of those values. The points set every trial's values."""
-    values: dict[str, list] = {}
-    for config in configs:
-        for key, value in config.items():
-            if value not in values.setdefault(key, []):
-                values[key].append(value)
-    return {key: found[0] if len(found) == 1 else tune.choice(found) for key, found in values.items()}
-
-
-def build_confirmation_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path, configs: list[dict],
-                             *, max_failures: int, time_budget_s: float | None, callbacks: list,
-                             restore: bool) -> tune.Tuner:
-    """The confirmation trials (`configs`, each a whole trial config with its own seed) as a second Tuner in the
-    sweep's experiment dir: same trial folders, resources, checkpoints and callbacks; no early stopping (each seed
-    trains all its epochs); no search (the points are given)."""
-    trainable = tune.with_resources(trainable, trial_resources(studies))
-    if restore:
-        return tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True)
-    return tune.Tuner(
-        trainable,
-        param_space=confirmation_space(configs),
-        tune_config=tune.TuneConfig(
-            metric=METRIC, mode=MODE, num_samples=len(configs), time_budget_s=time_budget_s,
-            search_alg=BasicVariantGenerator(points_to_evaluate=configs, max_concurrent=0),
-            trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
-        run_config=tune.RunConfig(
-            name=experiment_dir.name, storage_path=str(experiment_dir.parent), callbacks=callbacks, verbose=1,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
-                                                    checkpoint_score_order="max"),
-            failure_config=tune.FailureConfig(max_failures=max_failures)))
+def run_config(experiment_dir: Path, callbacks: list, max_failures: int, verbose: bool) -> tune.RunConfig:
+    """Where the experiment lives, what it keeps and how often a crashed trial is retried (search and
+    confirmation phases alike). One checkpoint per trial: its best epoch, plus the latest while it runs. Tune's
+    own status tables only with --verbose: the sweep prints a line per trial event instead (sweeps/console.py)."""
+    return tune.RunConfig(
+        name=experiment_dir.name, storage_path=str(experiment_dir.parent), callbacks=callbacks,
+        verbose=1 if verbose else 0,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
+                                                checkpoint_score_order="max"),
+        failure_config=tune.FailureConfig(max_failures=max_failures))
 
 
 def fit(tuner: tune.Tuner, studies: list[Study]):
@@ -381,7 +362,8 @@ def fit(tuner: tune.Tuner, studies: list[Study]):
 
 def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path, *, search: str, seed: int,
                 scheduler: str, max_epochs: int, max_failures: int, time_budget_s: float | None,
-                callbacks: list, resume: bool, restart_errored: bool, confirm_seeds: int = 0) -> tune.Tuner:
+                callbacks: list, resume: bool, restart_errored: bool, confirm_seeds: int = 0,
+                verbose: bool = False) -> tune.Tuner:
     """The sweep's one Tuner (restored, not re-run, with `resume`)."""
     trainable = tune.with_resources(trainable, trial_resources(studies))
     if resume and tune.Tuner.can_restore(experiment_dir):
@@ -397,9 +379,5 @@ def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path,
             # trials it hands out again after a killed driver, and end the sweep short of its budget.
             num_samples=-1, time_budget_s=time_budget_s,
             trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
-        run_config=tune.RunConfig(
-            name=experiment_dir.name, storage_path=str(experiment_dir.parent), callbacks=callbacks, verbose=1,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
-                                                    checkpoint_score_order="max"),
-            failure_config=tune.FailureConfig(max_failures=max_failures)),
+        run_config=run_config(experiment_dir, callbacks, max_failures, verbose),
     )

@@ -5,7 +5,7 @@ import numpy as np
 from optuna.distributions import FloatDistribution, IntDistribution
 from transformers import AutoTokenizer
 
-from sweeps.common import shared_tokenization
+from sweeps.run import shared_tokenization
 from sweeps.tuning import Study
 from trainables.data import load_dataset, preprocess
 from trainables.encoder import length_grouped_batches, token_rows, tokenization_key

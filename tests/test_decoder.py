@@ -374,7 +374,7 @@ def test_head_mode_sweep_trains_lora_and_the_score_head_only(tmp_path, goemotion
 
 def test_bad_decoder_input_fails_before_ray_with_one_line(tmp_path, goemotions_dir, tiny_qwen, capsys):
     import sweeps.qlora_goemotions as sweep_file
-    from sweeps.common import main
+    from sweeps.run import main
 
     argv = ["--data-dir", str(goemotions_dir), "--models", str(tiny_qwen), "--budget", "smoke",
             "--storage", str(tmp_path), "--name", "bad", "--no-dashboard"]

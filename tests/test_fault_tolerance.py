@@ -118,7 +118,8 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tiny_
 
 NAN_SWEEP = '''
 """One sane learning rate and one absurd one (1e30): the second overflows the weights within a step."""
-from sweeps.common import Experiment, main
+from sweeps.experiment import Experiment
+from sweeps.run import main
 
 EXPERIMENT = Experiment(name="nan_lr", dataset="goemotions", models=("minilm",), search_space=lambda budget: {},
                         grid=lambda budget: {"lr": [1e-3, 1e30]})

@@ -30,7 +30,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from sweeps.common import build_parser, main
+from sweeps.cli import build_parser
+from sweeps.run import main
 from sweeps.goemotions_raw import EXPERIMENT
 from tests.conftest import run_sweep, write_goemotions
 from trainables.models import ModelError, resolve_model
