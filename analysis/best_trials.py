@@ -3,363 +3,33 @@ test metrics at validation-chosen thresholds, and winners confirmed over seeds (
 
     python -m analysis.best_trials results/<experiment>
 
-Reads the finished experiment directory (never trains): each trial's params.json, result.json and the
-predictions.npz its best checkpoint holds. Trials are grouped by their study (`study` in the config: the model,
+Reads the finished experiment directory (never trains; analysis.trials): each trial's params.json, result.json and
+the predictions.npz its best checkpoint holds. Trials are grouped by their study (`study` in the config: the model,
 or model-variant). Writes best_trials.md / .csv / .json into the experiment dir, with what each model cost
-(CPU- and GPU-seconds: the trial's reserved share times its wall time, summed over the study's trials).
+(CPU- and GPU-seconds: the trial's reserved share times its wall time, summed over the study's trials), and for
+datasets with a leaderboard format the prediction files (analysis.predictions).
+
+This is the step a sweep runs when it ends (sweeps also take read_trials, best_runs, ExperimentError and
+print_or_fail from here, which it uses itself): it puts together reading the trials (analysis.trials), their tables
+(analysis.tables) and the prediction files; those modules never import it, nor analysis.export or analysis.predict.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
-import sys
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
-from sklearn.metrics import f1_score, jaccard_score
-
-from analysis.seeds import SeedRun, compare, confirmed_runs, ensemble, summary
+from analysis.predictions import prediction_rows, write_prediction_files
+from analysis.tables import cost_line, markdown_table, per_class_f1, per_class_markdown, seed_lines
+from analysis.trials import ExperimentError, best_per_model, best_runs, print_or_fail, read_trials, seed_ensembles
 from trainables import atomic
 from trainables.data import DataError
-from trainables.metrics import METRICS, macro_f1, multilabel_report, singlelabel_report
-
-INTERNAL_KEYS = {"model", "model_source", "model_revision", "study", "seed", "thresholds"}
-
-
-class ExperimentError(ValueError):
-    """The directory is not a finished experiment analysis can read."""
-
-
-@dataclass
-class Trial:
-    model: str
-    directory: Path
-    config: dict
-    results: list[dict]
-    error: str | None
-    damaged: bool = False  # a file of it is unreadable (`error` says which): left out of the analysis
-
-    @property
-    def last(self) -> dict:
-        return self.results[-1] if self.results else {}
-
-
-def read_json(path: Path):
-    """A JSON file analysis needs; a damaged one (a crash mid-write, a truncated copy) is one line naming it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ExperimentError(f"{path}: unreadable ({str(error).splitlines()[0]})") from None
-
-
-def read_trials(path: Path) -> list[Trial]:
-    """Every trial dir of the experiment. One whose files a crash left damaged (params.json or result.json
-    truncated, empty or not JSON) is kept with that as its error, so the analysis names it and reports the rest."""
-    if not path.is_dir():
-        raise ExperimentError(f"{path}: not a directory")
-    trials = []
-    for directory in sorted(d for d in path.iterdir() if (d / "params.json").is_file()):
-        error_file = directory / "error.txt"
-        error = error_file.read_text(errors="replace").strip().splitlines()[-1:] if error_file.is_file() else []
-        try:
-            config = read_json(directory / "params.json")
-            result_file = directory / "result.json"
-            lines = result_file.read_text(encoding="utf-8").splitlines() if result_file.is_file() else []
-            results = [json.loads(line) for line in lines if line.strip()]
-        except ExperimentError as damaged:
-            trials.append(Trial(directory.name.rsplit("_", 1)[0], directory, {}, [], str(damaged), damaged=True))
-            continue
-        except (UnicodeDecodeError, json.JSONDecodeError) as damaged:
-            trials.append(Trial(config.get("study", directory.name.rsplit("_", 1)[0]), directory, config, [],
-                                f"{result_file}: unreadable ({str(damaged).splitlines()[0]})", damaged=True))
-            continue
-        trials.append(Trial(config["study"], directory, config, results, error[0] if error else None))
-    if not trials:
-        raise ExperimentError(f"{path}: no Tune trials found (expected <trial>/params.json)")
-    return trials
-
-
-def best_predictions(trial: Trial) -> tuple[Path, dict] | None:
-    """The checkpoint with the highest validation score that carries test predictions. A damaged
-    predictions.npz (empty, truncated, missing arrays) leaves the trial out, named with its file."""
-    best = None
-    for npz_path in sorted(trial.directory.glob("checkpoint_*/predictions.npz")):
-        try:
-            with np.load(npz_path) as npz:
-                arrays = dict(npz)
-            arrays.setdefault("val_score", arrays["val_macro_f1"])  # written before --metric: macro-F1
-            float(arrays["val_score"]), int(arrays["epoch"]), arrays["val_probs"].shape[1]
-        except (OSError, ValueError, EOFError, KeyError, IndexError, zipfile.BadZipFile) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            trial.error, trial.damaged = f"{npz_path}: unreadable ({reason})", True
-            return None
-        if "test_probs" in arrays and (best is None or arrays["val_score"] >= best[1]["val_score"]):
-            best = (npz_path.parent, arrays)
-    return best
-
-
-def evaluate(arrays: dict) -> dict:
-    """Validation and test metrics from saved probabilities; thresholds are the ones the trial chose on
-    validation (saved beside the probabilities), so test never influences them."""
-    if "per_class_thresholds" in arrays:  # all three metrics, at the thresholds tuned for the selected one
-        thresholds = (float(arrays["global_threshold"]), arrays["per_class_thresholds"])
-        val = multilabel_report(arrays["val_probs"], arrays["val_labels"], *thresholds)
-        row = {"val_macro_f1": val["macro_f1_per_class"], "val_macro_f1_global": val["macro_f1_global"],
-               "val_macro_f1_at_0.5": val["macro_f1_at_0.5"], "val_micro_f1": val["micro_f1_per_class"],
-               "val_jaccard": val["jaccard_per_class"]}
-        if "test_labels" in arrays:
-            test = multilabel_report(arrays["test_probs"], arrays["test_labels"], *thresholds)
-            row.update({"test_macro_f1": test["macro_f1_per_class"], "test_micro_f1": test["micro_f1_per_class"],
-                        "test_macro_f1_global": test["macro_f1_global"],
-                        "test_micro_f1_global": test["micro_f1_global"],
-                        "test_jaccard": test["jaccard_per_class"]})
-        return row
-    val = singlelabel_report(arrays["val_probs"], arrays["val_labels"])
-    row = {"val_macro_f1": val["macro_f1"], "val_micro_f1": val["accuracy"], "val_accuracy": val["accuracy"],
-           "val_weighted_f1": val["weighted_f1"]}
-    if "test_labels" in arrays:
-        test = singlelabel_report(arrays["test_probs"], arrays["test_labels"])
-        row.update({"test_macro_f1": test["macro_f1"], "test_micro_f1": test["accuracy"],
-                    "test_accuracy": test["accuracy"], "test_weighted_f1": test["weighted_f1"]})
-    return row
-
-
-def selected_metric(arrays: dict) -> str:
-    """The metric the trial tuned its thresholds for and was selected by (macro-F1 before --metric existed)."""
-    return str(arrays["metric"]) if "metric" in arrays else "macro_f1"
-
-
-def generation_columns(arrays: dict) -> dict:
-    """Decoders that generate label names: their parsed answers scored beside the likelihood thresholds."""
-    if "val_generated" not in arrays:
-        return {}
-    row = {"val_macro_f1_generation": macro_f1(arrays["val_labels"], arrays["val_generated"]),
-           "val_jaccard_generation": float(jaccard_score(arrays["val_labels"], arrays["val_generated"],
-                                                         average="samples", zero_division=1)),
-           "parse_failure_rate": float(arrays["parse_failure_rate"])}
-    if "test_labels" in arrays and "test_generated" in arrays:
-        row.update(test_macro_f1_generation=macro_f1(arrays["test_labels"], arrays["test_generated"]),
-                   test_jaccard_generation=float(jaccard_score(arrays["test_labels"], arrays["test_generated"],
-                                                               average="samples", zero_division=1)))
-    return row
-
-
-def trial_run(trial: Trial) -> SeedRun | None:
-    """The trial's best checkpoint as a table row, with its saved predictions."""
-    if trial.damaged:
-        return None
-    found = best_predictions(trial)
-    if found is None:
-        return None
-    checkpoint, arrays = found
-    metric = selected_metric(arrays)
-    scores = evaluate(arrays)
-    searched = {k: v for k, v in trial.config.items() if k not in INTERNAL_KEYS}
-    return SeedRun({
-        "model": trial.model,
-        "metric": metric,
-        "params_m": round(float(trial.last.get("params_m", float("nan"))), 3),
-        **scores,
-        "val_score": scores[f"val_{metric}"],
-        **generation_columns(arrays),
-        "best_epoch": int(arrays["epoch"]),
-        "epochs_run": int(trial.last.get("training_iteration", 0)),
-        "wall_s": round(float(trial.last.get("time_total_s", 0.0)), 1),
-        "config": searched,
-        "config_seed": trial.config.get("seed"),
-        "config_confirm_of": trial.config.get("confirm_of"),
-        "trial_dir": str(trial.directory),
-        "checkpoint": checkpoint.name,
-    }, arrays)
-
-
-def trial_row(trial: Trial) -> dict | None:
-    run = trial_run(trial)
-    return run.row if run else None
-
-
-def best_runs(trials: list[Trial]) -> tuple[dict[str, list[SeedRun]], list[Trial]]:
-    """Per model, its best search trial (by the selected metric on validation) followed by the trials that
-    confirmed that configuration with other seeds; and the trials that errored or left nothing readable."""
-    best: dict[str, SeedRun] = {}
-    confirmations, skipped = [], []
-    for trial in trials:
-        run = trial_run(trial)
-        if run is None:
-            skipped.append(trial)
-        elif run.row["config_confirm_of"]:
-            confirmations.append(run)
-        elif trial.model not in best or run.row["val_score"] > best[trial.model].row["val_score"]:
-            best[trial.model] = run
-    return {model: confirmed_runs(run, confirmations) for model, run in best.items()}, skipped
-
-
-def best_per_model(trials: list[Trial], runs: tuple | None = None) -> tuple[list[dict], list[Trial]]:
-    """(best row per model by the selected validation metric, with the model's trial count and cost and, when
-    it was confirmed with further seeds, their mean and standard deviation; trials that errored or left no
-    predictions). `runs`: best_runs(trials), when the caller has them already."""
-    runs, skipped = runs or best_runs(trials)
-    rows = []
-    for model, seeds in runs.items():
-        row = seeds[0].row
-        row.update(model_cost([trial for trial in trials if trial.model == model]))
-        if len(seeds) > 1:
-            row.update(summary(seeds, row["metric"]))
-        rows.append(row)
-    return sorted(rows, key=lambda r: -r.get(f"val_{r['metric']}_mean", r["val_score"])), skipped
-
-
-def seed_ensembles(path: Path, trials: list[Trial], runs: tuple | None = None) -> list[dict]:
-    """For each model confirmed with further seeds: its seed ensemble as a row (model `<model> (N-seed
-    ensemble)`), its averaged predictions saved as ensembles/<model>.npz in the trial layout."""
-    runs, _ = runs or best_runs(trials)
-    rows = []
-    for model, seeds in runs.items():
-        if len(seeds) < 2:
-            continue
-        metric = seeds[0].row["metric"]
-        arrays = ensemble(seeds, metric, seeds[0].row["config"].get("thresholds", "exact"))
-        saved = path / "ensembles" / f"{model}.npz"
-        saved.parent.mkdir(exist_ok=True)
-        with atomic.replacing(saved, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-        scores = evaluate(arrays)
-        rows.append({"model": f"{model} ({len(seeds)}-seed ensemble)", "metric": metric, **scores,
-                     "val_score": scores[f"val_{metric}"], "seeds": len(seeds), "of_model": model,
-                     "members": [run.row["trial_dir"] for run in seeds], "predictions": str(saved)})
-    return rows
-
-
-def seed_lines(rows: list[dict], ensembles: list[dict]) -> list[str]:
-    """Markdown lines: each confirmed model's mean ± sd over seeds and its seed ensemble, then whether the top two
-    models differ on test beyond the rows' noise."""
-    by_model = {row["of_model"]: row for row in ensembles}
-    lines = []
-    for row in rows:
-        if "seeds" not in row:
-            continue
-        metric, line = row["metric"], f"- {row['model']}: over {row['seeds']} seeds, validation {row['metric']} "
-        line += f"{row[f'val_{metric}_mean']:.4f} ± {row[f'val_{metric}_sd']:.4f}"
-        if f"test_{metric}_mean" in row:
-            line += f", test {row[f'test_{metric}_mean']:.4f} ± {row[f'test_{metric}_sd']:.4f}"
-        if (joint := by_model.get(row["model"])) is not None:
-            line += f"; seed ensemble: validation {joint[f'val_{metric}']:.4f}"
-            line += f", test {joint[f'test_{metric}']:.4f}" if f"test_{metric}" in joint else ""
-        lines.append(line)
-    if comparison := top_two_comparison(rows, ensembles):
-        lines.append(f"- {comparison}")
-    return lines
-
-
-def top_two_comparison(rows: list[dict], ensembles: list[dict]) -> str | None:
-    """Whether the best model beats the runner-up on test (seed ensembles where there are, else best trials)."""
-    if len(rows) < 2:
-        return None
-    by_model = {row["of_model"]: row for row in ensembles}
-
-    def predictions(row: dict) -> tuple[str, dict]:
-        chosen = by_model.get(row["model"])
-        path = Path(chosen["predictions"]) if chosen else Path(row["trial_dir"]) / row["checkpoint"] / "predictions.npz"
-        with np.load(path) as npz:
-            return (chosen or row)["model"], dict(npz)
-
-    (name_a, a), (name_b, b) = predictions(rows[0]), predictions(rows[1])
-    return compare(name_a, a, name_b, b, rows[0]["metric"])
-
-
-def model_cost(trials: list[Trial]) -> dict:
-    """Trials run and what they cost: each trial's last reported CPU- and GPU-seconds (share x wall)."""
-    return {"trials": len(trials),
-            "cpu_s": round(sum(trial.last.get("cpu_seconds", 0.0) for trial in trials), 1),
-            "gpu_s": round(sum(trial.last.get("gpu_seconds", 0.0) for trial in trials), 1)}
-
-
-def cost_line(trials: list[Trial]) -> str:
-    cost = model_cost(trials)
-    return (f"Sweep cost: {cost['trials']} trials, {cost['cpu_s']:,.0f} CPU-s ({cost['cpu_s'] / 3600:.2f} CPU-h), "
-            f"{cost['gpu_s']:,.0f} GPU-s ({cost['gpu_s'] / 3600:.2f} GPU-h)")
-
-
-def fmt(value) -> str:
-    if isinstance(value, float):
-        if 0 < abs(value) < 1e-3:  # learning rates
-            return f"{value:.2e}"
-        return f"{value:.4f}" if abs(value) < 1 else f"{value:.1f}"
-    return str(value)
-
-
-def markdown_table(rows: list[dict], skipped: list[Trial]) -> str:
-    columns = [c for c in ("model", "params_m", "val_macro_f1", "val_micro_f1", "val_jaccard", "val_accuracy",
-                           "test_macro_f1", "test_micro_f1", "test_macro_f1_global", "test_micro_f1_global",
-                           "test_jaccard", "test_accuracy", "test_weighted_f1",
-                           "val_macro_f1_generation", "val_jaccard_generation", "test_macro_f1_generation",
-                           "test_jaccard_generation", "parse_failure_rate",
-                           "seeds", *(f"{split}_{metric}_{stat}" for metric in METRICS for split in ("val", "test")
-                                      for stat in ("mean", "sd")),
-                           "best_epoch", "epochs_run", "wall_s", "trials", "cpu_s", "gpu_s")
-               if any(c in row for row in rows)]
-    lines = ["| " + " | ".join(columns) + " | config | trial |", "|" + "---|" * (len(columns) + 2)]
-    for row in rows:
-        config = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(row.get("config", {}).items()))
-        trial = Path(row["trial_dir"]).name if "trial_dir" in row else "averaged probabilities of its seeds"
-        lines.append("| " + " | ".join(fmt(row.get(c, "")) for c in columns) + f" | {config} | {trial} |")
-    if skipped:
-        lines += ["", "Skipped (errored or no saved predictions):"]
-        lines += [f"- {t.model} {t.directory.name}: {t.error or 'no checkpoint with test predictions'}"
-                  for t in skipped]
-    return "\n".join(lines) + "\n"
-
-
-def class_names(checkpoint: Path, arrays: dict) -> list[str]:
-    """Label names in class order: saved with the predictions, else the model config's id2label (checkpoints
-    written before the names were saved), else the class indices."""
-    num_labels = arrays["val_probs"].shape[1]
-    if "label_names" in arrays:
-        return [str(name) for name in arrays["label_names"]]
-    config = checkpoint / "model" / "config.json"
-    id2label = json.loads(config.read_text()).get("id2label", {}) if config.is_file() else {}
-    return [id2label.get(str(c), str(c)) for c in range(num_labels)]
-
-
-def per_class_f1(row: dict) -> list[dict]:
-    """F1 and support of every class for one best trial: per-class thresholds (multi-label) or argmax."""
-    checkpoint = Path(row["trial_dir"]) / row["checkpoint"]
-    with np.load(checkpoint / "predictions.npz") as npz:
-        arrays = dict(npz)
-    num_labels = arrays["val_probs"].shape[1]
-    classes = list(range(num_labels))
-    table = [{"model": row["model"], "label": name} for name in class_names(checkpoint, arrays)]
-    for split in ("val", "test"):
-        if f"{split}_labels" not in arrays:
-            continue
-        probs, labels = arrays[f"{split}_probs"], arrays[f"{split}_labels"]
-        if "per_class_thresholds" in arrays:
-            predictions, support = probs >= arrays["per_class_thresholds"], labels.sum(axis=0)
-        else:
-            predictions, support = probs.argmax(axis=1), np.bincount(labels, minlength=num_labels)
-        scores = f1_score(labels, predictions, labels=None if labels.ndim == 2 else classes, average=None,
-                          zero_division=0)
-        for entry, score, count in zip(table, scores, support):
-            entry.update({f"{split}_f1": float(score), f"{split}_support": int(count)})
-    return table
-
-
-def per_class_markdown(model: str, table: list[dict]) -> str:
-    columns = [c for c in ("label", "val_f1", "val_support", "test_f1", "test_support") if c in table[0]]
-    lines = [f"### Per-class F1: {model}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(entry[c]) for c in columns) + " |" for entry in table]
-    return "\n".join(lines) + "\n"
 
 
 def write_best_trials(path: Path) -> str:
     """Write best_trials.{md,csv,json}, per_class_f1.csv and (for E-c) the leaderboard prediction files into
     the experiment dir; return the markdown."""
-    from analysis.predictions import write_prediction_files
-
     path = Path(path)
     trials = read_trials(path)
     runs = best_runs(trials)  # every trial's predictions read once, for the table and the ensembles
@@ -377,9 +47,7 @@ def write_best_trials(path: Path) -> str:
         table += "\n" + "\n".join(lines) + "\n"
     table += "".join("\n" + per_class_markdown(model, entries) for model, entries in per_class.items())
     try:
-        from_ensembles = {row["of_model"]: {"model": row["of_model"], "predictions": row["predictions"]}
-                          for row in ensembles}  # a seed ensemble's predictions when there is one
-        written = write_prediction_files(path, [from_ensembles.get(row["model"], row) for row in rows])
+        written = write_prediction_files(path, prediction_rows(rows, ensembles))
     except DataError as error:
         table += f"\nPrediction files not written: {error}\n"
     else:
@@ -403,16 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("experiment_dir", type=Path)
     args = parser.parse_args(argv)
     return print_or_fail(lambda: write_best_trials(args.experiment_dir))
-
-
-def print_or_fail(write: Callable[[], str]) -> int:
-    """Run an analysis step and print what it wrote (exit 0), or its one-line error (exit 2)."""
-    try:
-        print(write())
-    except ExperimentError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
 
 
 if __name__ == "__main__":

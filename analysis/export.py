@@ -18,9 +18,10 @@ Face model directory (config with `id2label`, tokenizer, safetensors weights) th
 - `text`: how texts are prepared before tokenizing (`preprocess`, `max_length`), as the trials did.
 - `provenance`: sweep, trial dirs, config, seeds, library versions, validation and test scores.
 
-analysis.predict applies all of it. Encoders trained with QLoRA are exported merged: the 4-bit body is dequantized
-to the exact weights the adapters trained against and the adapters are added into them, so the export is plain
-float weights with no bitsandbytes or peft needed. Decoders (QLoRA adapters on a 4-bit base of 0.6B-7B weights)
+analysis.decision owns this format (the rule's fields, reading and checking it); analysis.predict applies all of it.
+Encoders trained with QLoRA are exported merged: the 4-bit body is dequantized to the exact weights the adapters
+trained against and the adapters are added into them, so the export is plain float weights with no bitsandbytes or
+peft needed. Decoders (QLoRA adapters on a 4-bit base of 0.6B-7B weights)
 export their adapters, tokenizer and decision rule, and name the base (`base`: source and revision) to load them on;
 merging would write the whole base.
 
@@ -30,20 +31,16 @@ leaves no half-written dir. An existing export at DIR is replaced; any other exi
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
 import warnings
 from pathlib import Path
 
-from analysis.best_trials import (ExperimentError, best_per_model, best_runs, evaluate, read_json, read_trials,
-                                  selected_metric)
+from analysis.decision import DECISION_FILE, rule_fields, selected_metric, write_decision
 from analysis.seeds import SeedRun, ensemble
-from trainables import atomic
+from analysis.trials import ExperimentError, best_per_model, best_runs, evaluate, read_json, read_trials
 
-DECISION_FILE = "decision.json"
-FORMAT = "emotion-sweep decision rule, version 1"
 SCORE_KEYS = ("macro_f1", "micro_f1", "jaccard", "accuracy", "weighted_f1")
 
 
@@ -76,6 +73,7 @@ def trial_config(run: SeedRun) -> dict:
 
 def save_tokenizer(config: dict, destination: Path, decoder: bool = False) -> None:
     """The tokenizer the trial used (its source at its pinned revision), saved with the model."""
+    # heavy imports (transformers) where used: `--help` and a bad sweep dir answer without them
     if decoder:
         from trainables.decoder import load_tokenizer
 
@@ -90,7 +88,7 @@ def save_tokenizer(config: dict, destination: Path, decoder: bool = False) -> No
 def merged_qlora_encoder(config: dict, saved: Path, label_names: list[str], multi_label: bool):
     """The QLoRA trial's model as plain float weights: the body loaded in 4-bit as the trial had it, dequantized
     (the weights the adapters trained against, exactly), then the adapters and head from `saved` merged in."""
-    import torch
+    import torch  # heavy imports where used: only a QLoRA export needs peft
     from peft import PeftModel
 
     from trainables.encoder import four_bit_body, from_pretrained_quietly
@@ -131,7 +129,7 @@ def export_member(run: SeedRun, destination: Path) -> dict:
 def decision_rule(model: str, seeds: list[SeedRun], sweep_dir: Path, members: list[str], kind: dict) -> dict:
     """decision.json: the best trial's rule, or its seed ensemble's (thresholds chosen again on validation for the
     averaged probabilities, exactly as analysis.best_trials reports the ensemble)."""
-    import torch
+    import torch  # heavy imports where used (their versions only): `--help` stays light
     import transformers
 
     best = seeds[0]
@@ -139,18 +137,9 @@ def decision_rule(model: str, seeds: list[SeedRun], sweep_dir: Path, members: li
     config = trial_config(best)
     method = config.get("thresholds", "exact")
     arrays = ensemble(seeds, metric, method) if len(seeds) > 1 else best.arrays
-    multi_label = "per_class_thresholds" in arrays
     sweep = read_json(sweep_dir / "sweep.json") if (sweep_dir / "sweep.json").is_file() else {}
     return {
-        "format": FORMAT,
-        "task": "multi_label" if multi_label else "single_label",
-        "labels": [str(name) for name in arrays["label_names"]],
-        **({"thresholds": [float(t) for t in arrays["per_class_thresholds"]],
-            "global_threshold": float(arrays["global_threshold"]), "threshold_method": method} if multi_label else {}),
-        "metric": metric,
-        "members": members,
-        **({"member_thresholds": [[float(t) for t in run.arrays["per_class_thresholds"]] for run in seeds]}
-           if multi_label and len(seeds) > 1 else {}),
+        **rule_fields(arrays, metric, method, members, [run.arrays for run in seeds]),
         "text": {"preprocess": config.get("preprocess", "none"), "max_length": int(config.get("max_length", 64))},
         **kind,
         "provenance": {
@@ -181,8 +170,7 @@ def export(sweep_dir: Path, model: str | None = None, out: Path | None = None, s
     try:
         members = ["."] + [f"members/seed-{run.row['config_seed']}" for run in seeds[1:]]
         kinds = [export_member(run, building / member) for run, member in zip(seeds, members)]
-        atomic.write_text(building / DECISION_FILE,
-                          json.dumps(decision_rule(model, seeds, sweep_dir, members, kinds[0]), indent=2) + "\n")
+        write_decision(building, decision_rule(model, seeds, sweep_dir, members, kinds[0]))
         if out.exists():
             shutil.rmtree(out)
         building.rename(out)

@@ -7,13 +7,14 @@ Input (`--input`, default stdin): plain text, one text per line; CSV or TSV with
 format follows the file's extension (.csv, .tsv, .jsonl, anything else is plain text), or `--format`.
 Output (`--output`, default stdout): JSONL, `{"text": ..., "labels": [...]}` per text in input order, or CSV/TSV
 (columns text, labels joined by ";") when the output file ends in .csv/.tsv; `--probabilities` adds each label's
-probability. Multi-label models predict every label whose probability reaches its threshold (from decision.json);
-single-label models the most probable label. A seed-ensemble export averages its members' probabilities first.
+probability. Multi-label models predict every label whose probability reaches its threshold (from decision.json,
+the rule of analysis.decision); single-label models the most probable label. A seed-ensemble export averages its
+members' probabilities first.
 
 Texts are prepared and tokenized as the trials did (decision.json `text`), predicted in length-sorted batches in
-FP32 (a progress bar on long inputs), or with `--int8` through the dynamic INT8 of analysis.quantize (Linear layers
-INT8; 1.7x the FP32 speed for MiniLM on 2 cores, the same labels as FP32 on most texts, docs/benchmarks.md;
-the thresholds stay the FP32 ones).
+FP32 (a progress bar on long inputs), or with `--int8` through the dynamic INT8 that analysis.quantize measures
+(Linear layers INT8; 1.7x the FP32 speed for MiniLM on 2 cores, the same labels as FP32 on most texts,
+docs/benchmarks.md; the thresholds stay the FP32 ones).
 A bad export dir or input is one line naming it (file and line), exit 2, and no output file is written.
 """
 from __future__ import annotations
@@ -23,12 +24,14 @@ import csv
 import io
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from analysis.decision import DECISION_FILE, Decision, DecisionError, read_decision
 from trainables import atomic
+from trainables.data import preprocess
 
 TEXT_COLUMNS = ("text", "tweet", "sentence")
 FORMATS = ("text", "csv", "tsv", "jsonl")
@@ -39,54 +42,18 @@ class PredictError(ValueError):
     """Bad export dir or input: one line naming the file (and line, field or flag)."""
 
 
-@dataclass
-class Decision:
-    """decision.json (analysis.export): how probabilities become labels."""
-    labels: list[str]
-    multi_label: bool
-    thresholds: np.ndarray | None = None
-
-    @classmethod
-    def from_arrays(cls, arrays: dict) -> "Decision":
-        """The rule saved with a trial's (or seed ensemble's) predictions.npz."""
-        multi_label = "per_class_thresholds" in arrays
-        return cls([str(name) for name in arrays["label_names"]], multi_label,
-                   np.asarray(arrays["per_class_thresholds"]) if multi_label else None)
-
-    def apply(self, probs: np.ndarray) -> np.ndarray:
-        """(N, C) 0/1 predictions: thresholds per class (multi-label) or the argmax (single-label, one-hot)."""
-        if self.multi_label:
-            return (probs >= self.thresholds).astype(np.int64)
-        return np.eye(len(self.labels), dtype=np.int64)[probs.argmax(axis=1)]
-
-
-def read_decision(export_dir: Path) -> tuple[dict, Decision]:
-    from analysis.export import DECISION_FILE
-
-    path = export_dir / DECISION_FILE
-    if not export_dir.is_dir():
-        raise PredictError(f"{export_dir}: not a directory (an export from: python -m analysis.export)")
-    if not path.is_file():
-        raise PredictError(f"{path}: not found; {export_dir} is not an export (python -m analysis.export writes one)")
-    try:
-        rule = json.loads(path.read_text(encoding="utf-8"))
-        multi_label = {"multi_label": True, "single_label": False}[rule["task"]]
-        labels = [str(name) for name in rule["labels"]]
-        thresholds = np.array(rule["thresholds"], dtype=np.float32) if multi_label else None
-        if thresholds is not None and thresholds.shape != (len(labels),):
-            raise ValueError(f"{len(thresholds)} thresholds for {len(labels)} labels")
-        if not rule["members"] or not isinstance(rule["text"]["max_length"], int):
-            raise ValueError("no members, or no text.max_length")
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise PredictError(f"{path}: unreadable decision rule ({type(error).__name__}: {error})") from None
+def read_export(export_dir: Path) -> tuple[dict, Decision]:
+    """(decision.json, its rule) of an export this module applies: an encoder's, with its members' weights."""
+    export_dir = Path(export_dir)
+    rule, decision = read_decision(export_dir)
     if rule.get("kind") == "decoder_adapter":
-        raise PredictError(f"{path}: a decoder's adapters (base {rule['base']['source']}); analysis.predict applies "
-                           f"encoder exports; load this one with peft on its base")
+        raise PredictError(f"{export_dir / DECISION_FILE}: a decoder's adapters (base {rule['base']['source']}); "
+                           f"analysis.predict applies encoder exports; load this one with peft on its base")
     for member in rule["members"]:
         weights = export_dir / member / "model.safetensors"
         if not weights.is_file():
             raise PredictError(f"{weights}: not found (the export's weights are missing)")
-    return rule, Decision(labels, multi_label, thresholds)
+    return rule, decision
 
 
 def input_format(path: str, given: str | None) -> str:
@@ -170,10 +137,10 @@ def read_texts(source: str, fmt: str, column: str | None = None) -> list[str]:
 
 
 def load_members(export_dir: Path, rule: dict, int8: bool) -> list:
-    import torch
+    import torch  # heavy imports where a model runs: --help and a bad export dir or input answer without them
     from transformers import AutoModelForSequenceClassification
 
-    from analysis.quantize import quantize_int8
+    from analysis.inference import quantize_int8
 
     models = []
     for member in rule["members"]:
@@ -186,14 +153,12 @@ def predict(export_dir: Path, texts: list[str], int8: bool = False, batch_size: 
             progress: bool | None = None, models: list | None = None) -> tuple[dict, Decision, np.ndarray]:
     """(decision.json, its rule, (N, C) probabilities averaged over the export's members), texts in input order.
     `models`: the members already loaded (load_members), for callers that predict many times."""
-    from tqdm import tqdm
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy imports where a model runs (as in load_members)
 
-    from analysis.quantize import predict_probs
-    from trainables.data import preprocess
+    from analysis.inference import predict_probs
 
     export_dir = Path(export_dir)
-    rule, decision = read_decision(export_dir)
+    rule, decision = read_export(export_dir)
     tokenizer = AutoTokenizer.from_pretrained(export_dir)
     input_ids = tokenizer(preprocess(texts, rule["text"]["preprocess"]), truncation=True,
                           max_length=int(rule["text"]["max_length"]), return_attention_mask=False,
@@ -251,10 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --output {args.output}: its directory does not exist", file=sys.stderr)
         return 2
     try:
-        read_decision(args.export_dir)  # a bad export dir is named before the input is read
+        read_export(args.export_dir)  # a bad export dir is named before the input is read
         texts = read_texts(args.input, input_format(args.input, args.format), args.text_column)
         _, decision, probs = predict(args.export_dir, texts, int8=args.int8)
-    except PredictError as error:
+    except (DecisionError, PredictError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     write_output(args.output, texts, decision, probs, args.probabilities)

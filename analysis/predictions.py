@@ -4,7 +4,8 @@
 
 The task scored a file shaped like 2018-E-c-En-test.txt with the NONE cells filled: header
 `ID  Tweet  anger … trust`, tab-separated, one row per test tweet in input order, 0/1 per emotion. The 0/1
-come from the best trial's saved test probabilities at the per-class thresholds it chose on the dev split.
+come from the best trial's saved test probabilities at the per-class thresholds it chose on the dev split
+(analysis.decision), or from its seed ensemble's when it has one.
 The tweets themselves are not in the experiment dir, so the test split is read again from the sweep's data
 source and subsampled exactly as the sweep did (sweep.json holds the dataset, options, budget and seed).
 """
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.predict import Decision
+from analysis.decision import Decision
+from analysis.trials import ExperimentError, best_per_model, best_runs, read_json, read_trials, seed_ensembles
 from trainables import atomic
 from trainables.data import SEMEVAL_EC_COLUMNS, DataError, Split, load_sweep_data
 
@@ -35,10 +37,15 @@ def write_ec_file(path: Path, test: Split, predictions: np.ndarray) -> Path:
     return path
 
 
+def prediction_rows(rows: list[dict], ensembles: list[dict]) -> list[dict]:
+    """Each model's best-trial row, or its seed ensemble's predictions when it has one (analysis.trials)."""
+    from_ensembles = {row["of_model"]: {"model": row["of_model"], "predictions": row["predictions"]}
+                      for row in ensembles}
+    return [from_ensembles.get(row["model"], row) for row in rows]
+
+
 def write_prediction_files(sweep_dir: Path, rows: list[dict]) -> list[Path]:
     """`<sweep_dir>/predictions/<model>.txt` for each best-trial row, for datasets with a leaderboard format."""
-    from analysis.best_trials import read_json
-
     sweep_file = Path(sweep_dir) / "sweep.json"
     if not sweep_file.is_file():
         return []
@@ -58,8 +65,6 @@ def write_prediction_files(sweep_dir: Path, rows: list[dict]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.best_trials import ExperimentError, best_per_model, best_runs, read_trials, seed_ensembles
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment_dir", type=Path)
     args = parser.parse_args(argv)
@@ -67,9 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         trials = read_trials(args.experiment_dir)
         runs = best_runs(trials)
         rows, _ = best_per_model(trials, runs)
-        from_ensembles = {row["of_model"]: {"model": row["of_model"], "predictions": row["predictions"]}
-                          for row in seed_ensembles(args.experiment_dir, trials, runs)}  # a seed ensemble when there is
-        written = write_prediction_files(args.experiment_dir, [from_ensembles.get(row["model"], row) for row in rows])
+        ensembles = seed_ensembles(args.experiment_dir, trials, runs)
+        written = write_prediction_files(args.experiment_dir, prediction_rows(rows, ensembles))
     except (ExperimentError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

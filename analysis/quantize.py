@@ -24,7 +24,6 @@ thread count that is reported with the numbers.
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
 import json
 import os
@@ -39,51 +38,21 @@ from typing import Callable
 
 import numpy as np
 import torch
+import transformers
+from transformers import AutoTokenizer
 
-from analysis.best_trials import ExperimentError, best_per_model, evaluate, print_or_fail, read_json, read_trials
+from analysis.decision import decide
+from analysis.inference import LIBRARIES, predict_probs, quantize_int8
+from analysis.trials import ExperimentError, best_per_model, evaluate, print_or_fail, read_json, read_trials
 from trainables import atomic
 from trainables.data import DataError, EmotionData, load_sweep_data, preprocess
 from trainables.encoder import DEFAULTS, collate, load_encoder
 from trainables.metrics import choose_thresholds
 
 BATCH_SIZE = 32
-LIBRARIES = ("torch.ao", "torchao")
 # The metric each dataset's own papers / leaderboard rank by (macro-F1 is reported for all of them anyway).
 DATASET_METRIC = {"goemotions": "macro_f1", "goemotions_single": "accuracy", "semeval_ec": "jaccard",
                   "emotion6": "accuracy"}
-
-
-def quantize_int8(model: torch.nn.Module, library: str = "torch.ao") -> torch.nn.Module:
-    """A dynamic-INT8 copy of `model` (Linear weights INT8, activations quantized per batch at run time)."""
-    model = copy.deepcopy(model).eval()
-    if library == "torch.ao":
-        with warnings.catch_warnings():  # torch 2.13 marks torch.ao.quantization deprecated
-            warnings.simplefilter("ignore")
-            return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    if library == "torchao":
-        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-
-        quantize_(model, Int8DynamicActivationInt8WeightConfig())
-        return model
-    raise ValueError(f"unknown quantization library {library!r} (one of {', '.join(LIBRARIES)})")
-
-
-def predict_probs(model: torch.nn.Module, input_ids: list[list[int]], pad_id: int, multi_label: bool,
-                  batch_size: int = 64, progress=None) -> np.ndarray:
-    """Probabilities in input order; batches sorted by length, as the trainable predicts (so the same model gives
-    the same probabilities). `progress`: a tqdm bar, advanced by each batch's texts."""
-    lengths = np.array([len(row) for row in input_ids])
-    order = np.argsort(-lengths, kind="stable")
-    probs = []
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            logits = model(**collate(input_ids, order[start:start + batch_size], pad_id, torch.device("cpu"))).logits
-            probs.append((torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).float().numpy())
-            if progress is not None:
-                progress.update(len(probs[-1]))
-    result = np.empty((len(input_ids), probs[0].shape[1]), dtype=np.float32)
-    result[order] = np.concatenate(probs)
-    return result
 
 
 def latency_ms(model: torch.nn.Module, batches: list[dict], repeats: int, warmup: int = 2) -> float:
@@ -137,9 +106,6 @@ def load_trial(row: dict, data: EmotionData
     with warnings.catch_warnings():  # peft / bitsandbytes warn about CPU inference being slow: it is measured
         warnings.simplefilter("ignore")
         model = load_encoder({**config, "variant": variant}, data, torch.device("cpu"), checkpoint / "model").eval()
-
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(config["model_source"], revision=config.get("model_revision"))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -174,10 +140,8 @@ def repredict(model: torch.nn.Module, saved: dict, val_ids: list[list[int]], tes
     if "test_labels" in saved:
         arrays["test_labels"] = saved["test_labels"]
 
-    def decisions(probs: np.ndarray) -> np.ndarray:
-        return probs >= saved["per_class_thresholds"] if multi_label else probs.argmax(axis=1)
-
-    same = decisions(saved["test_probs"]) == decisions(arrays["test_probs"])
+    rule = saved.get("per_class_thresholds")  # the trial's, for both
+    same = decide(saved["test_probs"], rule) == decide(arrays["test_probs"], rule)
     return arrays, float((same.all(axis=1) if multi_label else same).mean())
 
 
@@ -223,8 +187,6 @@ def quantize_trial(row: dict, dataset: str, data: EmotionData, library: str, thr
 
 
 def environment(threads: int, library: str) -> dict:
-    import transformers
-
     return {"threads": threads, "library": library, "torch": torch.__version__,
             "transformers": transformers.__version__, "quantized_engine": torch.backends.quantized.engine,
             "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import bootstrap
 
+from analysis.decision import decisions
 from trainables.metrics import score, thresholds_for
 
 
 @dataclass
 class SeedRun:
-    row: dict  # analysis.best_trials.trial_row of the run's best checkpoint
+    row: dict  # analysis.trials.trial_row of the run's best checkpoint
     arrays: dict  # that checkpoint's predictions.npz
 
 
@@ -57,12 +58,6 @@ def ensemble(runs: list[SeedRun], metric: str, method: str = "exact") -> dict[st
         global_t, per_class_t = thresholds_for(metric, arrays["val_probs"], arrays["val_labels"], method)
         arrays.update(global_threshold=np.float32(global_t), per_class_thresholds=per_class_t)
     return arrays
-
-
-def decisions(arrays: dict, split: str) -> np.ndarray:
-    probs = arrays[f"{split}_probs"]
-    return (probs >= arrays["per_class_thresholds"]).astype(int) if "per_class_thresholds" in arrays \
-        else probs.argmax(axis=1)
 
 
 def compare(name_a: str, a: dict, name_b: str, b: dict, metric: str, resamples: int = 1000, seed: int = 0) -> str:

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis.best_trials import ExperimentError, evaluate, print_or_fail
-from analysis.quantize import (BATCH_SIZE, best_trials_to_serve, check_same_rows, environment, load_trial,
-                               quantize_int8, repredict, size_mb, timing_flags_problem)
+from analysis.inference import quantize_int8
+from analysis.quantize import (BATCH_SIZE, best_trials_to_serve, check_same_rows, environment, load_trial, repredict,
+                               size_mb, timing_flags_problem)
+from analysis.trials import ExperimentError, evaluate, print_or_fail
 from trainables import atomic
 from trainables.data import EmotionData
 from trainables.encoder import collate

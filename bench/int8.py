@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis.best_trials import best_per_model, evaluate, read_trials
-from analysis.quantize import (latency_ms, load_trial, predict_probs, quantize_int8, repredict, size_mb,
-                               sweep_eval_data, timing_batches)
+from analysis.inference import predict_probs, quantize_int8
+from analysis.quantize import latency_ms, load_trial, repredict, size_mb, sweep_eval_data, timing_batches
+from analysis.trials import best_per_model, evaluate, read_trials
 
 
 def torchao_weight_only(model: torch.nn.Module) -> torch.nn.Module:

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import pipeline
 
-    from analysis.predict import load_members, predict, read_decision
+    from analysis.decision import read_decision
+    from analysis.predict import load_members, predict
     from trainables.data import load_dataset
 
     test = load_dataset("goemotions", args.data_dir).test

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from analysis.best_trials import best_per_model, read_json, read_trials, seed_ensembles
+from analysis.trials import best_per_model, read_json, read_trials, seed_ensembles
 from trainables.data import read_semeval_ec
 from trainables.metrics import METRICS
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.best_trials import best_per_model, read_trials
+from analysis.trials import best_per_model, read_trials
 from trainables.metrics import METRICS, global_threshold_for, score, thresholds_for
 
 HEADER = ("| model | val rows x classes | tuned for | thresholds | seconds | val macro-F1 | val micro-F1 | val Jaccard "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.best_trials import best_per_model, read_trials
+from analysis.trials import best_per_model, read_trials
 from trainables.metrics import exact_thresholds, multilabel_report, optuna_thresholds
 
 

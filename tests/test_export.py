@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from analysis import export, predict
-from analysis.best_trials import read_json
+from analysis.trials import read_json
 from tests.conftest import REPO, run_sweep
 from trainables.data import load_sweep_data
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.best_trials import read_trials, trial_row
+from analysis.trials import read_trials, trial_row
 from bench.faults import results
 from bench.two_node import run_sweep, trial_placement, two_node_cluster
 from tests.conftest import write_goemotions

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.quantize import latency_ms, main, quantize_int8, timing_batches, write_quantization
+from analysis.inference import quantize_int8
+from analysis.quantize import latency_ms, main, timing_batches, write_quantization
 from tests.conftest import build_tiny_bert, run_sweep, write_goemotions
 
 pytestmark = pytest.mark.slow

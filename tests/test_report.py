@@ -10,8 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+from analysis.figures import pareto_front
 from analysis.quantize import write_quantization
-from analysis.report import bootstrap_ci, build_report, error_analysis, main, pareto_front
+from analysis.report import bootstrap_ci, build_report, error_analysis, main
 from tests.conftest import build_tiny_bert, run_sweep, write_goemotions
 
 pytestmark = pytest.mark.slow

@@ -169,7 +169,7 @@ def test_each_variant_exports_to_plain_weights_that_predict_as_the_trial_did(exp
     neither bitsandbytes nor peft; QAT exports its float weights (its trial predicted through fake quantization,
     so probabilities differ in the 4th decimal, and the argmax does not)."""
     from analysis import export, predict
-    from analysis.best_trials import read_json
+    from analysis.trials import read_json
     from trainables.data import load_sweep_data
 
     sweep_dir, _ = experiment
