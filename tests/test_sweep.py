@@ -1,6 +1,7 @@
 """The GoEmotions sweep end to end: a real local Ray cluster, OptunaSearch (TPE / grid), ASHA, checkpoints,
 W&B offline runs, TensorBoard files and the best-per-model analysis, on a tiny BERT."""
 import json
+import re
 from itertools import product
 from pathlib import Path
 
@@ -29,7 +30,19 @@ def test_tpe_sweep_with_asha_wandb_and_analysis(tmp_path, goemotions_dir, tiny_b
         assert noise not in result.stdout + result.stderr, noise
     sweep_dir = tmp_path / "tpe"
     model = tiny_bert.name
-    header = next(line for line in result.stdout.splitlines() if line.startswith("| model | params_m |"))
+    lines = result.stdout.splitlines()
+    # The console: the plan, a line per trial event, the table; none of Tune's status tables or trial-count line.
+    assert lines[0].startswith("Sweep goemotions_raw:")
+    assert "Trial status" not in result.stdout and "9223372036854775807" not in result.stdout + result.stderr
+    assert "tensorboard --logdir" not in result.stdout
+    for trial in trial_dirs(sweep_dir, model):
+        events = [line for line in lines if line.startswith("[") and f"] {trial.name} " in line]
+        assert " started: lr=" in events[0], events
+        assert [" epoch " in line for line in events[1:-1]] == [True] * (len(events) - 2), events
+        assert re.search(r" (finished|stopped early after epoch \d): best val macro_f1 \d\.\d{4} · \d/3 trials",
+                         events[-1]), events
+    header = next(line for line in lines if line.startswith("| model | params_m |"))
+    assert lines.index(header) > max(i for i, line in enumerate(lines) if line.startswith("["))
     assert {"val_macro_f1", "test_macro_f1", "test_micro_f1", "best_epoch", "wall_s"} <= set(header.split(" | "))
 
     saved = json.loads((sweep_dir / "sweep.json").read_text())
@@ -80,8 +93,10 @@ def test_tpe_sweep_with_asha_wandb_and_analysis(tmp_path, goemotions_dir, tiny_b
 def test_grid_search_runs_every_point_once(tmp_path, goemotions_dir, tiny_bert):
     result = run_sweep("goemotions_raw.py", "--data-dir", str(goemotions_dir), "--models", str(tiny_bert),
                        "--budget", "smoke", "--search", "grid", "--scheduler", "none", "--storage", str(tmp_path),
-                       "--name", "grid", "--no-dashboard")
+                       "--name", "grid", "--no-dashboard", "--verbose")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Trial status" in result.stdout  # --verbose: Tune's own tables as well as the trial lines
+    assert " started: " in result.stdout
     points = [(json.loads((t / "params.json").read_text())["lr"], json.loads((t / "params.json").read_text())
                ["pos_weight"]) for t in trial_dirs(tmp_path / "grid", tiny_bert.name)]
     assert sorted(points) == sorted(product([5e-5, 1.5e-4], ["none", "inverse_frequency"]))
