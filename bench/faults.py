@@ -11,86 +11,13 @@ cluster (driver kill) and the work redone since the last checkpoint.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers.sweeps import (REPO, finish, kill_driver_after_first_trial, kill_worker_after_first_epoch, results,
+                                  start_sweep, trial_dirs)
 
-
-def sweep_env(**extra: str) -> dict:
-    ray_tmp = tempfile.mkdtemp(prefix="ray-f-", dir="/tmp")  # short: Ray's socket paths live under it
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_DEDUP_LOGS": "0", "TUNE_RESULT_BUFFER_LENGTH": "1",
-            "RAY_TMPDIR": ray_tmp, **extra}
-
-
-def start_sweep(script: Path, *args, env: dict | None = None) -> subprocess.Popen:
-    """The sweep in its own process group, so whatever Ray processes outlive a killed driver can be ended."""
-    env = env or sweep_env()
-    proc = subprocess.Popen([sys.executable, str(script), *map(str, args)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    proc.ray_tmp = env["RAY_TMPDIR"]
-    return proc
-
-
-def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
-    """Wait for the sweep, then end what is left of its process group (the Ray processes of a killed driver)
-    and remove its Ray temp dir."""
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        shutil.rmtree(proc.ray_tmp, ignore_errors=True)
-    return output
-
-
-def results(trial_dir: Path) -> list[dict]:
-    """The rows Tune appended to the trial's result.json: one per reported epoch, stamped with the worker pid."""
-    path = trial_dir / "result.json"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
-def trial_dirs(sweep_dir: Path) -> list[Path]:
-    return sorted(params.parent for params in sweep_dir.glob("*/params.json"))
-
-
-def wait_until(condition, proc: subprocess.Popen, timeout: float = 300):
-    """Poll until condition() returns something truthy; fail if the sweep exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        if proc.poll() is not None:
-            raise RuntimeError(f"sweep exited ({proc.returncode}) before the fault:\n{proc.stdout.read()[-3000:]}")
-        time.sleep(0.05)
-    raise TimeoutError("timed out waiting for the sweep")
-
-
-def first_trial_with(sweep_dir: Path, epochs: int):
-    return lambda: next((d for d in trial_dirs(sweep_dir) if len(results(d)) == epochs), None)
-
-
-def kill_worker_after_first_epoch(sweep_dir: Path, proc: subprocess.Popen) -> int:
-    """SIGKILL the Ray worker process running the first trial that reported an epoch; returns its pid."""
-    pid = results(wait_until(first_trial_with(sweep_dir, 1), proc))[0]["pid"]
-    os.kill(pid, signal.SIGKILL)
-    return pid
-
-
-def kill_driver_after_first_trial(sweep_dir: Path, proc: subprocess.Popen, epochs: int) -> Path:
-    finished = wait_until(first_trial_with(sweep_dir, epochs), proc)
-    os.kill(proc.pid, signal.SIGKILL)
-    return finished
 
 
 def main() -> int:

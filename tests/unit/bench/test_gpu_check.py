@@ -1,0 +1,85 @@
+"""bench/gpu_check.py: its no-CUDA path as a user runs it, and its checks' logic on CPU (a tiny BERT built from
+config; the GPU Ray trials as logical GPUs through the simulation switch)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench.gpu_check import (CUES, Check, encoder_precision_check, packing_verdict, synthetic_data, table)
+from tests.helpers.models import build_tiny_bert
+from tests.helpers.sweeps import REPO
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    data = synthetic_data(240, 40)
+    texts = data.train.texts + data.validation.texts + data.test.texts
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), texts), data
+
+
+def test_without_cuda_it_prints_one_line_and_exits_0():
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "bench.gpu_check"], capture_output=True, text=True, timeout=120,
+                            cwd=REPO, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1
+    assert result.stdout.startswith("gpu_check: no CUDA device")
+
+
+def test_a_bad_flag_is_one_line_and_exit_2():
+    result = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--steps", "0"], capture_output=True,
+                            text=True, timeout=120, cwd=REPO, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["python -m bench.gpu_check: error: argument --steps: '0' must be > 0"]
+
+
+def test_synthetic_data_is_multi_label_with_a_cue_word_per_label():
+    data = synthetic_data(200, 50, seed=3)
+    assert data.multi_label and data.train.labels.shape == (200, 6)
+    assert set(data.train.labels.sum(axis=1)) == {1.0, 2.0}
+    assert data.train.texts == synthetic_data(200, 50, seed=3).train.texts  # seeded
+    for text, row in zip(data.train.texts, data.train.labels):
+        words = set(text.split())
+        assert [bool(words & set(CUES[name])) for name in data.label_names] == [bool(on) for on in row]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_encoder_precision_check_trains_under_autocast(tiny_encoder, dtype):
+    model_dir, data = tiny_encoder
+    check = encoder_precision_check(str(model_dir), None, data, torch.device("cpu"), dtype, steps=40,
+                                    trials_dtype=dtype)
+    assert check.result == "PASS", check.note
+    assert check.peak_gpu_mb is None and check.examples_per_s > 0
+    assert check.note.startswith("40 steps, loss ") and check.note.endswith("what trials use on this GPU")
+
+
+def trial(start: float, wall: float, gpu: str = "0", peak: float | None = None) -> dict:
+    result = {"attempt_started_at": start, "trial_wall_s": wall, "gpu_ids": gpu, "train_examples_per_s": 10.0}
+    return result if peak is None else {**result, "peak_gpu_mb": peak}
+
+
+@pytest.mark.parametrize("trials, verdict, why", [
+    ([trial(0, 30), trial(2, 30), trial(3, 30), trial(5, 30)], "PASS", "all running together for 25 s"),
+    ([trial(0, 30, peak=5000), trial(1, 30, peak=6000)], "PASS", "each within its share"),
+    ([trial(0, 10), trial(2, 10), trial(12, 10)], "FAIL", "not all at the same time"),
+    ([trial(0, 30, gpu="0"), trial(1, 30, gpu="1")], "FAIL", "GPU ids ['0', '1'], not one GPU"),
+    ([trial(0, 30, gpu=""), trial(1, 30, gpu="")], "FAIL", "not one GPU"),
+    ([trial(0, 30, peak=5000), trial(1, 30, peak=6500)], "FAIL", "a trial peaked at 6,500 MiB, over its 0.25 share"),
+    ([trial(0, 30), {"error": "OutOfMemoryError: CUDA out of memory"}], "FAIL",
+     "1 of 2 trials failed: OutOfMemoryError"),
+])
+def test_packing_verdict(trials, verdict, why):
+    result, note = packing_verdict(trials, 0.25, gpu_mb=24_000)
+    assert result == verdict and why in note
+
+
+def test_table_has_a_row_per_check_and_dashes_for_what_was_not_measured():
+    text = table([Check("encoder bf16", "PASS", 1234.4, 5678.9, "ok"), Check("decoder QLoRA", "SKIP", note="why")])
+    assert text.splitlines()[2] == "| encoder bf16 | PASS | 1,234 | 5,679 | ok |"
+    assert text.splitlines()[3] == "| decoder QLoRA | SKIP | - | - | why |"
+
+

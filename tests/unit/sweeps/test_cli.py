@@ -1,0 +1,153 @@
+"""Bad flags and bad data end a sweep before Ray starts: one line naming the flag or file:line: field, exit
+code 2, and no experiment directory. --dry-run prints the plan and writes nothing.
+
+Each check calls the sweep file's `main` in this process, as `python sweeps/<file>.py` would with these flags
+(every check here ends before Ray starts); test_cli_fuzz.py runs the command line through a real subprocess
+too, and checks that Ray never started."""
+import json
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from sweeps import goemotions_raw, goemotions_simplified
+from tests.helpers.data import write_goemotions
+
+
+def sweep_args(data_dir, model_dir, storage, *extra):
+    return ["--data-dir", str(data_dir), "--models", str(model_dir), "--budget", "smoke",
+            "--storage", str(storage), "--name", "exp", "--no-dashboard", *extra]
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """Run a sweep file's main() with these flags: its exit code and what it printed, like a subprocess's."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # main() would join a cluster named there
+
+    def run(sweep, *argv: str) -> SimpleNamespace:
+        capsys.readouterr()
+        try:
+            code = sweep.main(sweep.EXPERIMENT, list(argv))
+        except SystemExit as exit:
+            code = exit.code
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+    return run
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--lr=-1e-4"], "argument --lr: '-1e-4' must be > 0"),
+    (["--search", "bayes"], "argument --search: invalid choice: 'bayes'"),
+    (["--num-samples", "zero"], "argument --num-samples: 'zero' is not a number"),
+    (["--budget", "huge"], "argument --budget: invalid choice: 'huge'"),
+    (["--time-budget", "0s"], "argument --time-budget: '0s' must be a positive duration like 90s, 30m or 2h"),
+    (["--time-budget=-5m"], "argument --time-budget: '-5m' must be a positive duration like 90s, 30m or 2h"),
+    (["--time-budget", "soon"], "argument --time-budget: 'soon' is not a duration like 90s, 30m or 2h"),
+    (["--max-concurrent", "0"], "argument --max-concurrent: '0' must be > 0"),
+    (["--metric", "accuracy"], "argument --metric: invalid choice: 'accuracy'"),
+    (["--confirm-seeds=-1"], "argument --confirm-seeds: '-1' must be >= 0"),
+])
+def test_bad_flags(run_cli, tmp_path, goemotions_dir, tiny_bert, extra, expected):
+    result = run_cli(goemotions_raw, *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out", *extra))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"sweeps/goemotions_raw.py: error: {expected}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_model_alias(run_cli, tmp_path, goemotions_dir):
+    result = run_cli(goemotions_raw, "--data-dir", str(goemotions_dir), "--models", "gpt5",
+                       "--storage", str(tmp_path / "out"), "--budget", "smoke")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --models gpt5: unknown model alias (known: distilbert, albert, mobilebert, minilm, roberta, "
+        "distilroberta, bert, qwen3-0.6b, qwen2.5-7b, smollm2-135m; or pass a hub id org/name, or a local model "
+        "directory)"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("filename, line, content, expected", [
+    ("train.tsv", 4, "two\tfields", "train.tsv:4: columns: expected 3 tab-separated fields"),
+    ("dev.tsv", 2, "text\t31\tid", "dev.tsv:2: labels: '31' is not a label id in 0..27"),
+    ("test.tsv", 6, "\t3\tid", "test.tsv:6: text: empty"),
+])
+def test_bad_data_files(run_cli, tmp_path, tiny_bert, filename, line, content, expected):
+    data_dir = write_goemotions(tmp_path / "data")
+    lines = (data_dir / filename).read_text().splitlines()
+    lines[line - 1] = content
+    (data_dir / filename).write_text("\n".join(lines) + "\n")
+    result = run_cli(goemotions_raw, *sweep_args(data_dir, tiny_bert, tmp_path / "out"))
+    assert result.returncode == 2
+    [message] = result.stderr.strip().splitlines()
+    assert message.startswith(f"error: {data_dir / filename}:") and expected in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_data_dir(run_cli, tmp_path, tiny_bert):
+    result = run_cli(goemotions_raw, *sweep_args(tmp_path / "nope", tiny_bert, tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope'}: data directory not found (--data-dir)"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(run_cli, tmp_path, goemotions_dir, tiny_bert):
+    result = run_cli(goemotions_raw, *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out",
+                                                     "--dry-run", "--search", "grid"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "goemotions (28 labels, multi-label)" in out
+    assert "search grid" in out and "4 trials per model" in out  # 2 lr x 2 pos_weight x 1 epochs value
+    assert "all studies in one Tune experiment" in out
+    assert f"on a private Ray on this machine: 1 node, {os.cpu_count()} CPUs" in out
+    assert f"optuna-dashboard {tmp_path / 'out' / 'exp' / 'optuna.journal'}" in out
+    assert f"model {tiny_bert.name}:" in out
+    assert f"{os.cpu_count()} CPU + 0 GPU per trial, up to 1 at once" in out
+    assert f"results in {tmp_path / 'out' / 'exp'}" in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_experiment_needs_resume(run_cli, tmp_path, goemotions_dir, tiny_bert):
+    (tmp_path / "out" / "exp").mkdir(parents=True)
+    result = run_cli(goemotions_raw, *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out"))
+    assert result.returncode == 2 and "already exists; pass --resume" in result.stderr
+
+
+def write_saved_sweep(experiment, goemotions_dir, tiny_bert, **extra) -> None:
+    """The sweep.json a sweep with these flags saves, without running it."""
+    from sweeps.cli import build_parser
+    from sweeps.goemotions_raw import EXPERIMENT
+
+    args = build_parser(EXPERIMENT).parse_args(sweep_args(goemotions_dir, tiny_bert, experiment.parent))
+    experiment.mkdir(parents=True)
+    (experiment / "sweep.json").write_text(json.dumps({"args": vars(args), **extra}))
+
+
+@pytest.mark.parametrize("layout, journal, expected", [
+    (None, None, "sweep.json: made by an older layout (one Tune experiment per model), which this version cannot "
+                 "continue; start a new --name"),
+    ("one-experiment", "not json\n", "optuna.journal:1: not an Optuna journal (each line is a JSON operation "
+                                      "with an op_code)"),
+])
+def test_resume_checks_the_layout_and_the_journal(run_cli, tmp_path, goemotions_dir, tiny_bert, layout, journal,
+                                                  expected):
+    experiment = tmp_path / "out" / "exp"
+    write_saved_sweep(experiment, goemotions_dir, tiny_bert, **({"layout": layout} if layout else {}))
+    if journal:
+        (experiment / "optuna.journal").write_text(journal)
+    before = sorted(p.name for p in experiment.iterdir())
+    result = run_cli(goemotions_raw, "--resume", "--name", "exp", "--storage", str(tmp_path / "out"))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: --resume: {experiment}/" if layout is None else f"error: {experiment}/")
+    assert line.endswith(expected)
+    assert sorted(p.name for p in experiment.iterdir()) == before  # nothing written
+
+
+def test_jaccard_on_single_label_data_is_refused_before_ray(run_cli, tmp_path, goemotions_dir, tiny_bert):
+    result = run_cli(goemotions_simplified, *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out",
+                                                        "--metric", "jaccard"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --metric jaccard: goemotions_single is single-label (one emotion per text), where Jaccard is "
+        "accuracy; use macro_f1 or micro_f1"]
+    assert not (tmp_path / "out").exists()
