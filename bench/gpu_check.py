@@ -224,13 +224,13 @@ def table(checks: list[Check]) -> str:
     return "\n".join(rows)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m bench.gpu_check", description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", default="minilm", help="alias or local model directory (default minilm)")
     parser.add_argument("--decoder", default="qwen3-0.6b",
                         help="alias or local model directory for the QLoRA check (default qwen3-0.6b)")
     parser.add_argument("--steps", type=positive(int), default=300, help="encoder training steps per precision")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print(f"gpu_check: no CUDA device (torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}); "
               f"nothing to check on CPUs: run it on a machine with an NVIDIA GPU")

@@ -1,5 +1,5 @@
-"""Fixtures every test may use: GoEmotions-format files and a tiny BERT built from config over their vocabulary
-(builders in tests/helpers/), and the `e2e` marker on every test under tests/e2e/ (those start Ray).
+"""Fixtures every test may use: GoEmotions-format files, and a tiny BERT and a tiny Qwen3 built from config over
+their vocabulary (builders in tests/helpers/), and the `e2e` marker on every test under tests/e2e/ (those start Ray).
 
     pytest                # everything (the README's test command)
     pytest -m "not e2e"   # the fast loop: no test that starts Ray
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.data import write_goemotions
-from tests.helpers.models import build_tiny_bert, fixture_texts
+from tests.helpers.models import build_tiny_bert, build_tiny_qwen, fixture_texts
 from trainables.device import SIMULATED_GPUS_ENV
 
 E2E = Path(__file__).resolve().parent / "e2e"
@@ -35,3 +35,8 @@ def goemotions_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory, goemotions_dir) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), fixture_texts(goemotions_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen(tmp_path_factory, goemotions_dir) -> Path:
+    return build_tiny_qwen(tmp_path_factory.mktemp("tiny-qwen"), fixture_texts(goemotions_dir))

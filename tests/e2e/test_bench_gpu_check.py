@@ -1,12 +1,19 @@
 """bench/gpu_check.py's Ray checks on one logical GPU: the real trainables, packed."""
 from __future__ import annotations
 
+import pytest
 
-
-from bench.gpu_check import (PACKED_TRIALS, decoder_check, packing_check,
-                             synthetic_data)
+from bench.gpu_check import PACKED_TRIALS, decoder_check, packing_check, synthetic_data
+from tests.helpers.models import build_tiny_bert
 from trainables.device import SIMULATED_GPUS_ENV
 from trainables.models import ResolvedModel
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    data = synthetic_data(240, 40)
+    texts = data.train.texts + data.validation.texts + data.test.texts
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), texts), data
 
 
 def test_ray_checks_run_the_real_trainables_on_one_logical_gpu(tiny_encoder, tmp_path, monkeypatch):

@@ -1,17 +1,13 @@
-"""bench/gpu_check.py: its no-CUDA path as a user runs it, and its checks' logic on CPU (a tiny BERT built from
-config; the GPU Ray trials as logical GPUs through the simulation switch)."""
+"""bench/gpu_check.py: its no-CUDA path and its flags through its main() (in this process, as `python -m
+bench.gpu_check` runs it), and its checks' logic on CPU (a tiny BERT built from config; the GPU Ray trials as
+logical GPUs through the simulation switch)."""
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from bench.gpu_check import (CUES, Check, encoder_precision_check, packing_verdict, synthetic_data, table)
+from bench.gpu_check import CUES, Check, encoder_precision_check, main, packing_verdict, synthetic_data, table
 from tests.helpers.models import build_tiny_bert
-from tests.helpers.sweeps import REPO
 
 
 @pytest.fixture(scope="module")
@@ -21,20 +17,31 @@ def tiny_encoder(tmp_path_factory):
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), texts), data
 
 
-def test_without_cuda_it_prints_one_line_and_exits_0():
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "bench.gpu_check"], capture_output=True, text=True, timeout=120,
-                            cwd=REPO, env=env)
-    assert result.returncode == 0, result.stderr
-    assert len(result.stdout.splitlines()) == 1
-    assert result.stdout.startswith("gpu_check: no CUDA device")
+def run_gpu_check(capsys, *argv: str):
+    """bench.gpu_check's main() in this process, as `python -m bench.gpu_check ARGV` runs it: (exit code,
+    stdout, stderr)."""
+    capsys.readouterr()
+    try:
+        code = main(list(argv))
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_a_bad_flag_is_one_line_and_exit_2():
-    result = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--steps", "0"], capture_output=True,
-                            text=True, timeout=120, cwd=REPO, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["python -m bench.gpu_check: error: argument --steps: '0' must be > 0"]
+def test_without_cuda_it_prints_one_line_and_exits_0(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as CUDA_VISIBLE_DEVICES="" would
+    code, out, err = run_gpu_check(capsys)
+    assert code == 0, err
+    assert len(out.splitlines()) == 1
+    assert out.startswith("gpu_check: no CUDA device")
+
+
+def test_a_bad_flag_is_one_line_and_exit_2(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, out, err = run_gpu_check(capsys, "--steps", "0")
+    assert code == 2
+    assert err.strip().splitlines() == ["python -m bench.gpu_check: error: argument --steps: '0' must be > 0"]
 
 
 def test_synthetic_data_is_multi_label_with_a_cue_word_per_label():
@@ -47,8 +54,18 @@ def test_synthetic_data_is_multi_label_with_a_cue_word_per_label():
         assert [bool(words & set(CUES[name])) for name in data.label_names] == [bool(on) for on in row]
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Train the tiny model on one thread: on a busy 2-core machine two threads wait on each other, and 40 fp16
+    steps (emulated on CPUs without native fp16) took 20 s instead of 2."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_encoder_precision_check_trains_under_autocast(tiny_encoder, dtype):
+def test_encoder_precision_check_trains_under_autocast(tiny_encoder, one_torch_thread, dtype):
     model_dir, data = tiny_encoder
     check = encoder_precision_check(str(model_dir), None, data, torch.device("cpu"), dtype, steps=40,
                                     trials_dtype=dtype)

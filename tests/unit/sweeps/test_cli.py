@@ -1,12 +1,11 @@
 """Bad flags and bad data end a sweep before Ray starts: one line naming the flag or file:line: field, exit
 code 2, and no experiment directory. --dry-run prints the plan and writes nothing.
 
-Each check calls the sweep file's `main` in this process, as `python sweeps/<file>.py` would with these flags
-(every check here ends before Ray starts); test_cli_fuzz.py runs the command line through a real subprocess
-too, and checks that Ray never started."""
+Each check calls the sweep file's `main` in this process (the `run_cli` fixture, tests/unit/conftest.py), as
+`python sweeps/<file>.py` would with these flags (every check here ends before Ray starts); test_cli_fuzz.py
+runs the command line through a real subprocess too, and checks that Ray never started."""
 import json
 import os
-from types import SimpleNamespace
 
 import pytest
 
@@ -17,22 +16,6 @@ from tests.helpers.data import write_goemotions
 def sweep_args(data_dir, model_dir, storage, *extra):
     return ["--data-dir", str(data_dir), "--models", str(model_dir), "--budget", "smoke",
             "--storage", str(storage), "--name", "exp", "--no-dashboard", *extra]
-
-
-@pytest.fixture
-def run_cli(capsys, monkeypatch):
-    """Run a sweep file's main() with these flags: its exit code and what it printed, like a subprocess's."""
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # main() would join a cluster named there
-
-    def run(sweep, *argv: str) -> SimpleNamespace:
-        capsys.readouterr()
-        try:
-            code = sweep.main(sweep.EXPERIMENT, list(argv))
-        except SystemExit as exit:
-            code = exit.code
-        out, err = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
-    return run
 
 
 @pytest.mark.parametrize("extra, expected", [

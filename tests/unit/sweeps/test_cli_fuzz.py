@@ -13,7 +13,7 @@ line, before Ray starts, with nothing written under --storage. The rules (what a
 
 Flags are checked in-process through the sweep's own parser (argparse: `prog: error: argument --flag: ...`)
 and plan (`error: ...`, run with --dry-run so a valid plan never starts Ray); two subprocess runs check the
-same from the command line, as the other CLI tests do (tests/test_cli.py).
+same from the command line (the other CLI tests call `main` in-process, tests/unit/sweeps/test_cli.py).
 """
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
+from sweeps import goemotions_raw
 from sweeps.cli import build_parser
-from sweeps.run import main
 from sweeps.goemotions_raw import EXPERIMENT
 from tests.helpers.data import write_goemotions
 from tests.helpers.sweeps import run_sweep
@@ -137,16 +137,7 @@ def test_name_is_one_directory_name(name, ok):
         assert line.startswith(f"{PROG}: error: argument --name: {name!r} is not a directory name"), line
 
 
-# --- The plan: --data-dir and --models, in-process with --dry-run -----------------------------------------------
-
-def run_main(argv: list[str], capsys) -> tuple[int, str]:
-    """main() with --dry-run (a valid plan prints and returns; Ray never starts): (exit code, stderr)."""
-    try:
-        code = main(EXPERIMENT, [*argv, "--dry-run"])
-    except SystemExit as exit:
-        code = exit.code
-    return code, capsys.readouterr().err
-
+# --- The plan: --data-dir and --models, in-process with --dry-run (`run_cli`, tests/unit/conftest.py) ---------
 
 def one_error_line(stderr: str) -> str:
     """The one `error:` line, last on stderr (earlier lines there come from library imports), no traceback."""
@@ -156,18 +147,13 @@ def one_error_line(stderr: str) -> str:
     return errors[0]
 
 
-@pytest.fixture
-def no_ray_address(monkeypatch):
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # main() would join a cluster named there
-
-
 @pytest.mark.parametrize("shape, expected", [
     ("file", "{path}: a file, not a directory (--data-dir)"),
     ("missing", "{path}: data directory not found (--data-dir)"),
     ("without dev.tsv", "{path}/dev.tsv: file not found"),
     ("train.tsv a directory", "{path}/train.tsv: a directory, not a file"),
 ])
-def test_data_dir_shapes_are_one_line_before_ray(tmp_path, tiny_bert, capsys, no_ray_address, shape, expected):
+def test_data_dir_shapes_are_one_line_before_ray(run_cli, tmp_path, tiny_bert, shape, expected):
     path = tmp_path / "data"
     if shape == "file":
         path.write_text("train.tsv\n")
@@ -179,10 +165,11 @@ def test_data_dir_shapes_are_one_line_before_ray(tmp_path, tiny_bert, capsys, no
             (path / "train.tsv").unlink()
             (path / "train.tsv").mkdir()
     storage = tmp_path / "out"
-    code, stderr = run_main(["--data-dir", str(path), "--models", str(tiny_bert), "--budget", "smoke",
-                             "--storage", str(storage), "--name", "exp"], capsys)
-    assert code == 2
-    assert one_error_line(stderr) == "error: " + expected.format(path=path)
+    # --dry-run: a valid plan prints and returns, so Ray never starts
+    result = run_cli(goemotions_raw, "--data-dir", str(path), "--models", str(tiny_bert), "--budget", "smoke",
+                     "--storage", str(storage), "--name", "exp", "--dry-run")
+    assert result.returncode == 2
+    assert one_error_line(result.stderr) == "error: " + expected.format(path=path)
     assert not storage.exists()
 
 

@@ -1,6 +1,6 @@
 """QLoRA decoder trainable: label parser, prompts, likelihood scoring (exact, and memory bounded by label
-chunks), non-reentrant gradient checkpointing, hub revisions and offline checkpoints, and both modes through
-real sweeps.
+chunks), non-reentrant gradient checkpointing, hub revisions and offline checkpoints, and the sweep file's
+checks and plan before Ray.
 
 A 2-layer Qwen3 built from config with a word-level tokenizer over the fixture vocabulary (pad, eos and a
 small chat template), loaded in 4-bit NF4 by bitsandbytes on CPU: the real QLoRA path, in seconds.
@@ -20,13 +20,8 @@ import torch
 
 from tests.helpers.data import GOEMOTIONS_LABELS
 from tests.helpers.models import SEMEVAL_LABELS, build_hub_cache, build_tiny_qwen, fixture_texts
-from tests.helpers.sweeps import REPO, run_sweep
+from tests.helpers.sweeps import REPO
 from trainables.labels_text import TEMPLATES, answer_text, parse_answer, template_problem
-
-
-@pytest.fixture(scope="module")
-def tiny_qwen(tmp_path_factory, goemotions_dir) -> Path:
-    return build_tiny_qwen(tmp_path_factory.mktemp("tiny-qwen"), fixture_texts(goemotions_dir))
 
 
 def load_4bit_lora(source: Path):
@@ -242,10 +237,10 @@ def test_hub_model_loads_at_its_pinned_revision_and_saves_without_asking_the_hub
     assert (tmp_path / "saved" / "ours" / "adapter_model.safetensors").exists()
 
 
-# --- Both modes through real sweeps (Ray Tune + Optuna + bitsandbytes 4-bit on CPU) -------------------------
+# --- The sweep file's checks before Ray, its `main` in this process (`run_cli`, tests/unit/conftest.py) -----
 
 
-def test_bad_decoder_input_fails_before_ray_with_one_line(tmp_path, goemotions_dir, tiny_qwen, capsys):
+def test_bad_decoder_input_fails_before_ray_with_one_line(tmp_path, goemotions_dir, tiny_qwen, capsys, run_cli):
     import sweeps.qlora_goemotions as sweep_file
     from sweeps.run import main
 
@@ -263,19 +258,21 @@ def test_bad_decoder_input_fails_before_ray_with_one_line(tmp_path, goemotions_d
         main(sweep_file.EXPERIMENT, argv + ["--budget", "full"])
     assert "QLoRA decoders on CPUs run the smoke or cpu budget only" in capsys.readouterr().err
     no_pad = build_tiny_qwen(tmp_path / "no-pad", fixture_texts(goemotions_dir), pad=False)
-    result = run_sweep("qlora_goemotions.py", *argv[:2], "--models", str(no_pad), *argv[4:])
+    result = run_cli(sweep_file, *argv[:2], "--models", str(no_pad), *argv[4:])
     assert result.returncode == 2 and "neither a pad nor an end-of-sequence token" in result.stderr
     assert not (tmp_path / "bad").exists()
 
 
-def test_plan_gives_each_alias_its_own_mode_and_search_space(tmp_path, goemotions_dir, tiny_qwen):
+def test_plan_gives_each_alias_its_own_mode_and_search_space(tmp_path, goemotions_dir, tiny_qwen, run_cli):
     """Directories named like the aliases get the sweep file's per-model modes: generation searches prompt
     templates, the head searches its own learning rate and pos_weight instead."""
+    import sweeps.qlora_goemotions as sweep_file
+
     for alias in ("qwen3-0.6b", "qwen2.5-7b"):
         (tmp_path / alias).symlink_to(tiny_qwen)
-    result = run_sweep("qlora_goemotions.py", "--data-dir", str(goemotions_dir), "--models",
-                       str(tmp_path / "qwen3-0.6b"), str(tmp_path / "qwen2.5-7b"), "--budget", "smoke",
-                       "--storage", str(tmp_path / "results"), "--dry-run")
+    result = run_cli(sweep_file, "--data-dir", str(goemotions_dir), "--models",
+                     str(tmp_path / "qwen3-0.6b"), str(tmp_path / "qwen2.5-7b"), "--budget", "smoke",
+                     "--storage", str(tmp_path / "results"), "--dry-run")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     generation = lines[next(i for i, line in enumerate(lines) if "model qwen3-0.6b" in line) + 1]

