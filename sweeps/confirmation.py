@@ -46,7 +46,7 @@ def build_confirmation_tuner(trainable: Callable, studies: list[Study], experime
         trainable,
         param_space=confirmation_space(configs),
         tune_config=tune.TuneConfig(
-            metric=METRIC, mode=MODE, num_samples=len(configs), time_budget_s=time_budget_s,
+            metric=METRIC, mode=MODE, num_samples=len(configs), time_budget_s=time_budget_s, reuse_actors=True,
             search_alg=BasicVariantGenerator(points_to_evaluate=configs, max_concurrent=0),
             trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
         run_config=run_config(experiment_dir, callbacks, max_failures, verbose))

@@ -116,9 +116,10 @@ class TrialLines(Callback):
         if self.bar is None:
             total = self.time_budget_s or self.trial_budget
             # disable=None: a bar only on a terminal; a log file gets the progress at the end of each trial's line
-            self.bar = tqdm(total=round(total), unit="s" if self.time_budget_s else "trial", disable=None,
-                            file=sys.stderr, dynamic_ncols=True, leave=False,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+            unit = " s" if self.time_budget_s else " trials"
+            self.bar = tqdm(total=round(total), disable=None, file=sys.stderr, dynamic_ncols=True, leave=False,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}" + unit + " [{elapsed}<{remaining}]{postfix}")
+            self.bar.start_t = self.started_at  # elapsed and ETA count from the sweep's start, as the budget does
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         if self.bar is not None and not self.bar.disable and self.time_budget_s:

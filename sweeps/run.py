@@ -132,6 +132,8 @@ def run_search(plan: Plan, studies: list[Study], trainable, callbacks: list, res
     fit(tuner, studies)
     if time_left_s and time.time() >= started_at + time_left_s:
         close_cut_trials(Path(plan.sweep_dir) / JOURNAL)
+
+
 def join_cluster(args: argparse.Namespace) -> Cluster:
     """The cluster the plan is made for: joined now when one is named (--address or RAY_ADDRESS), else this
     machine, whose private Ray starts only once the plan is checked (start_ray)."""
@@ -226,16 +228,17 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
         atomic.write_text(sweep_dir / "sweep.json", json.dumps({**asdict(plan), "versions": versions()}, indent=2))
     if args.wandb == "offline":
         os.environ["WANDB_MODE"] = "offline"
-    quiet_console(args.verbose)
     start_ray(args)
+    quiet_console(args.verbose)  # after Ray's own logging setup, which ray.init does
     time_left_s = plan.time_budget_s and max(1.0, started_at + plan.time_budget_s - time.time())
     interrupts.tuning = True
     studies = studies_of(plan, experiment)
     trainable = sweep_trainable(experiment, studies, data)  # tokenizes once for the search and the confirmations
+    # Tune appends its own default callbacks to the list it is given: each phase gets a list of its own
     callbacks = sweep_callbacks(plan, studies, started_at)
     confirming = args.resume and (sweep_dir / CONFIRMATIONS).is_file()  # the search had ended
     if not confirming:
-        run_search(plan, studies, trainable, callbacks, args.resume, time_left_s)
+        run_search(plan, studies, trainable, list(callbacks), args.resume, time_left_s)
     if plan.confirm_seeds and not interrupts.interrupted:
         time_left_s = plan.time_budget_s and started_at + plan.time_budget_s - time.time()
         if time_left_s is not None and time_left_s <= 0:
@@ -243,7 +246,7 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
                   "single runs", file=sys.stderr)
         else:
             run_confirmation(sweep_dir, plan.confirm_seeds, studies, trainable, resume=confirming,
-                             time_left_s=time_left_s, max_failures=plan.args["max_failures"], callbacks=callbacks,
+                             time_left_s=time_left_s, max_failures=plan.args["max_failures"], callbacks=list(callbacks),
                              verbose=bool(args.verbose))
     interrupts.tuning = False
     if interrupts.interrupted:  # Tune stopped and saved the experiment; finished trials are kept

@@ -364,7 +364,12 @@ def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path,
                 scheduler: str, max_epochs: int, max_failures: int, time_budget_s: float | None,
                 callbacks: list, resume: bool, restart_errored: bool, confirm_seeds: int = 0,
                 verbose: bool = False) -> tune.Tuner:
-    """The sweep's one Tuner (restored, not re-run, with `resume`)."""
+    """The sweep's one Tuner (restored, not re-run, with `resume`).
+
+    `reuse_actors`: a trial that ends hands its Ray worker process to the next trial with the same resources,
+    which then starts in well under a second instead of spawning a process and importing torch and transformers
+    again (a 6-trial smoke sweep on 2 cores: 128 s with a process per trial, 37 s reused). Each trial sets its
+    own seed, threads and CUDA memory cap when it starts (trainables/device.py), so nothing carries over."""
     trainable = tune.with_resources(trainable, trial_resources(studies))
     if resume and tune.Tuner.can_restore(experiment_dir):
         return tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=not restart_errored,
@@ -377,7 +382,7 @@ def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path,
             scheduler=PerStudyASHA(max_t=max_epochs) if scheduler == "asha" else FIFOScheduler(),
             # The searcher owns every study's budget and says FINISHED: a trial count here would also count the
             # trials it hands out again after a killed driver, and end the sweep short of its budget.
-            num_samples=-1, time_budget_s=time_budget_s,
+            num_samples=-1, time_budget_s=time_budget_s, reuse_actors=True,
             trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
         run_config=run_config(experiment_dir, callbacks, max_failures, verbose),
     )
