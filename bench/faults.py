@@ -19,7 +19,6 @@ from tests.helpers.sweeps import (REPO, finish, kill_driver_after_first_trial, k
                                   start_sweep, trial_dirs)
 
 
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, help="GoEmotions files (default: the tests' fixture)")

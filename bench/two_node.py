@@ -22,7 +22,6 @@ from tests.helpers.data import write_goemotions
 from tests.helpers.models import build_tiny_bert
 
 
-
 def tiny_fixture(directory: Path, train_rows: int) -> tuple[Path, Path]:
     """The tests' GoEmotions-format fixture and tiny BERT, when no real data and model are given."""
     data = write_goemotions(directory / "data", sizes=(train_rows, 48, 48))

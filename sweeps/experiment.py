@@ -71,4 +71,3 @@ class Experiment:
     # tpe/random: studies that search any of these keys try this point first (the trainable's defaults for
     # the other searched keys), so the recipe's default configuration is always among the trials.
     start_at: dict = field(default_factory=dict)
-

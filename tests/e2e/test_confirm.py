@@ -12,8 +12,6 @@ import pytest
 from tests.helpers.sweeps import run_sweep
 
 
-
-
 def test_the_best_configuration_is_confirmed_with_further_seeds(tmp_path, goemotions_dir, tiny_bert):
     result = run_sweep("goemotions_raw.py", "--data-dir", str(goemotions_dir), "--models", str(tiny_bert),
                        "--budget", "smoke", "--num-samples", "2", "--epochs", "2", "--confirm-seeds", "2",

@@ -18,7 +18,6 @@ from tests.helpers.sweeps import REPO, run_sweep
 from trainables.data import load_sweep_data
 
 
-
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, goemotions_dir, tiny_bert):
     storage = tmp_path_factory.mktemp("export")

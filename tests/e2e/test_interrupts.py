@@ -81,5 +81,3 @@ def test_one_driver_per_experiment(tmp_path, tiny_bert, slow_epochs_data):
     loser = outputs[[proc.returncode for proc in racers].index(2)]
     assert len([line for line in loser.splitlines() if line.startswith("error: ")]) == 1, loser[-2000:]
     assert len(trial_dirs(tmp_path / "race")) == 1
-
-

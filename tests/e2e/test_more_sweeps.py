@@ -17,7 +17,6 @@ from tests.helpers.sweeps import REPO, run_sweep
 from trainables.data import load_dataset, normalise_tweet, read_semeval_ec
 
 
-
 @pytest.fixture(scope="module")
 def data_dirs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("data")

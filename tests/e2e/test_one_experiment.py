@@ -20,8 +20,6 @@ from tests.helpers.models import build_tiny_bert
 from tests.helpers.sweeps import load_studies, results, run_sweep, trial_dirs
 
 
-
-
 def run_interval(trial_dir: Path) -> tuple[float, float]:
     """When the trial held its resources: from its attempt's start to its last report."""
     last = results(trial_dir)[-1]

@@ -12,7 +12,6 @@ from tests.helpers.models import build_tiny_bert
 from tests.helpers.sweeps import run_sweep
 
 
-
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     """One finished single-label GoEmotions sweep of a tiny BERT (a real local Ray cluster)."""
@@ -67,5 +66,3 @@ def test_rows_are_read_again_as_the_sweep_subsampled_them(experiment, tmp_path):
     text = write_quantization(copy, repeats=1)
     assert json.loads((copy / "quantization.json").read_text())["rows"] == []
     assert "test_labels: the sweep's data source no longer gives the rows this trial predicted" in text
-
-

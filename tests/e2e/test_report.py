@@ -88,5 +88,3 @@ def test_report_logs_tables_to_the_sweeps_wandb_group(experiments, tmp_path):
     assert "test_macro_f1" in logged["columns"] and len(logged["data"]) == 1
     run_dir = tables[-1].parents[3]  # the report run sits beside the trials' runs in the sweep's dir
     assert list(run_dir.glob("run-*.wandb")) and list(run_dir.glob("files/media/images/figure/*.png"))
-
-

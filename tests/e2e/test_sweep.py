@@ -12,8 +12,6 @@ from optuna.trial import TrialState
 from tests.helpers.sweeps import NOISE, load_studies, run_sweep
 
 
-
-
 def trial_dirs(sweep_dir: Path, model: str) -> list[Path]:
     """The trials of one model's study: all trials share the sweep's one Tune experiment dir."""
     return sorted(p.parent for p in sweep_dir.glob(f"{model}_*/params.json"))

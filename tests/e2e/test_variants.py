@@ -17,7 +17,6 @@ from trainables.data import load_dataset
 from trainables.encoder import fake_quantize_linears
 
 
-
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     root = tmp_path_factory.mktemp("variants")

@@ -22,7 +22,6 @@ from pathlib import Path
 from tests.helpers.sweeps import REPO
 
 
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

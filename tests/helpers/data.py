@@ -15,8 +15,6 @@ GOEMOTIONS_LABELS = ["admiration", "amusement", "anger", "annoyance", "approval"
                      "curiosity", "desire", "disappointment", "disapproval", "disgust", "embarrassment",
                      "excitement", "fear", "gratitude", "grief", "joy", "love", "nervousness", "optimism",
                      "pride", "realization", "relief", "remorse", "sadness", "surprise", "neutral"]
-
-
 FILLER = ["the", "a", "this", "is", "so", "really", "[NAME]", "today", "\"quoted\"", "😂", "lol", "it"]
 
 
@@ -47,8 +45,6 @@ def write_goemotions(directory: Path, sizes=(96, 48, 48)) -> Path:
 EC_TWEETS = ['"Quoted from the start', 'ends with a quote"', '""double"" quotes', "“curly” isn't ‘plain’",
              "😂😂 so funny", "@Max_Kellerman see https://t.co/x1 #LoveWins", "fish &amp; chips #happy",
              "a plain tweet", "'single quoted'", "wow ! #GOPATS 🐶"]
-
-
 EMOTION6_WORDS = ["i", "feel", "im", "really", "so", "today", "didnt", "a", "bit", "when"]
 
 
@@ -103,8 +99,6 @@ def replace_line(path: Path, line: int, new: str | bytes) -> None:
 # Malformed lines for the E-c and emotion6 readers: (file, line, new content, the one-line error expected)
 TRAIN, DEV, TEST = "2018-E-c-En-train.txt", "2018-E-c-En-dev.txt", "2018-E-c-En-test.txt"
 HEADER = "\t".join(SEMEVAL_EC_COLUMNS)
-
-
 ZEROS = "\t".join(["0"] * 11)
 
 
@@ -120,8 +114,6 @@ EC_CASES = [
     (TEST, 2, "2018-En-u\ta tweet\tNONE\t" + ZEROS[2:], f"{TEST}:2: anger: a row mixes NONE with 0/1"),
     (TRAIN, 7, b"2018-En-v\tbad \xff byte\t" + ZEROS.encode(), f"{TRAIN}:7: text: not valid UTF-8 (byte 0xff)"),
 ]
-
-
 EMOTION6_CASES = [
     ("train.txt", 3, "i feel fine but there is no separator", "train.txt:3: columns: expected text;label, "
                                                                "found no ';'"),

@@ -14,8 +14,6 @@ from trainables.data import EMOTION6_LABELS, GOEMOTIONS_LABELS, SEMEVAL_EC_LABEL
 
 
 SPLITS = ("train", "validation", "test")
-
-
 EMOTION6_TEXTS = ["i feel so alone today", "im really happy with it", "i love this so much",
                   "this makes me furious", "i am scared of the dark", "wow i did not expect that"]
 

@@ -38,8 +38,6 @@ def build_tiny_bert(directory: Path, texts: list[str]) -> Path:
 
 SEMEVAL_LABELS = ["anger", "anticipation", "disgust", "fear", "joy", "love", "optimism", "pessimism", "sadness",
                   "surprise", "trust"]
-
-
 SPECIALS = ["<pad>", "<eos>", "<unk>", "<|user|>", "<|assistant|>"]
 
 

@@ -98,5 +98,3 @@ def test_table_has_a_row_per_check_and_dashes_for_what_was_not_measured():
     text = table([Check("encoder bf16", "PASS", 1234.4, 5678.9, "ok"), Check("decoder QLoRA", "SKIP", note="why")])
     assert text.splitlines()[2] == "| encoder bf16 | PASS | 1,234 | 5,679 | ok |"
     assert text.splitlines()[3] == "| decoder QLoRA | SKIP | - | - | why |"
-
-

@@ -78,5 +78,3 @@ def test_a_trial_given_a_gpu_it_cannot_see_fails_in_one_line(monkeypatch):
     monkeypatch.setenv(SIMULATED_GPUS_ENV, "1")
     assert trial_device(0.25, 1) == torch.device("cpu")  # declared GPUs in tests: CPU, on purpose
     assert autocast_dtype(torch.device("cpu")) is None
-
-
