@@ -23,7 +23,7 @@ def test_tpe_sweep_with_asha_wandb_and_analysis(tmp_path, goemotions_dir, tiny_b
                        "--val-rows", "48", "--test-rows", "48", "--storage", str(tmp_path), "--name", "tpe",
                        "--wandb", "offline", "--no-dashboard", "--seed", "1")
     assert result.returncode == 0, result.stderr[-3000:]
-    for noise in NOISE:  # per-trial chatter that would bury a real warning (tests/test_logs.py: those still show)
+    for noise in NOISE:  # per-trial chatter that would bury a real warning (tests/unit/trainables/test_encoder_logs.py: those still show)
         assert noise not in result.stdout + result.stderr, noise
     sweep_dir = tmp_path / "tpe"
     model = tiny_bert.name
