@@ -100,3 +100,4 @@ def test_grid_search_runs_every_point_once(tmp_path, goemotions_dir, tiny_bert):
     assert not list((tmp_path / "grid").glob("*/error.txt"))  # the used-up grid ends no trial in error
     [study] = load_studies(tmp_path / "grid").values()
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    assert study.metric_names == ["val macro_f1"]  # optuna-dashboard's name for the objective
