@@ -102,7 +102,7 @@ class TrialLines(Callback):
 
     def name(self, trial) -> str:
         confirms = trial.config.get("confirm_of")
-        return f"{trial.trial_id} (seed {trial.config.get('seed')} of {confirms})" if confirms else str(trial)
+        return f"{trial} (seed {trial.config.get('seed')} of {confirms})" if confirms else str(trial)
 
     def params(self, trial) -> str:
         """The values the study searched, as this trial got them."""
