@@ -17,9 +17,6 @@ from analysis.trials import read_json
 from tests.helpers.sweeps import REPO, run_sweep
 from trainables.data import load_sweep_data
 
-# the tests share one module-scoped sweep: under pytest-xdist they run in one worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("test_export")
-
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, goemotions_dir, tiny_bert):

@@ -20,7 +20,7 @@ def test_sweep_spreads_trials_over_two_nodes(tmp_path, tiny_bert):
     data = write_goemotions(tmp_path / "data", sizes=(12000, 48, 48))  # trials outlast starting a second worker
     with two_node_cluster(cpus_per_node=1) as cluster:
         done, _ = run_on_cluster(cluster, [
-            "--data-dir", str(data), "--models", str(tiny_bert), "--budget", "smoke", "--epochs", "3",
+            "--data-dir", str(data), "--models", str(tiny_bert), "--budget", "smoke", "--epochs", "2",
             "--train-rows", "12000", "--num-samples", "4", "--search", "random", "--scheduler", "none",
             "--cpus-per-trial", "1", "--max-concurrent", "2", "--storage", str(tmp_path), "--name", "two"])
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -11,9 +11,6 @@ from tests.helpers.data import write_goemotions
 from tests.helpers.models import build_tiny_bert
 from tests.helpers.sweeps import run_sweep
 
-# the tests share one module-scoped sweep: under pytest-xdist they run in one worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("test_quantize")
-
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):

@@ -15,9 +15,6 @@ from tests.helpers.data import write_goemotions
 from tests.helpers.models import build_tiny_bert
 from tests.helpers.sweeps import run_sweep
 
-# the tests share one module-scoped sweep: under pytest-xdist they run in one worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("test_report")
-
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

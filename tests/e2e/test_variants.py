@@ -16,9 +16,6 @@ from tests.helpers.sweeps import run_sweep
 from trainables.data import load_dataset
 from trainables.encoder import fake_quantize_linears
 
-# the tests share one module-scoped sweep: under pytest-xdist they run in one worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("test_variants")
-
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
