@@ -43,7 +43,7 @@ def quiet_console(verbose: bool) -> None:
 
 
 def clock(seconds: float) -> str:
-    """`1h05m`, `4m12s`, `41s`: elapsed times in lines and the bar."""
+    """`1h05m`, `4m12s`, `0m41s`: elapsed times in the trial lines."""
     seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
@@ -60,25 +60,22 @@ class TrialLines(Callback):
     The same object serves the search and the confirmation phase: trials are counted against the search's
     budget, and confirmation trials are named as the seed of the trial they confirm."""
 
-    def __init__(self, studies: list[Study], started_at: float, time_budget_s: float | None, metric: str,
-                 stream=None):
+    def __init__(self, studies: list[Study], started_at: float, time_budget_s: float | None, metric: str):
         self.studies = {study.name: study for study in studies}
         self.started_at = started_at
         self.time_budget_s = time_budget_s
         self.metric = metric
-        self.stream = stream or sys.stdout
         self.trial_budget = sum(study.num_samples for study in studies)
         self.ended: set[str] = set()
         self.best: dict[str, float] = {}  # study -> best validation score so far
         self.bar: tqdm | None = None
 
     def __getstate__(self):  # Tune saves its callbacks with the experiment state; a bar holds a stream
-        return {**self.__dict__, "bar": None, "stream": None}
+        return {**self.__dict__, "bar": None}
 
     def __setstate__(self, state):
         """Restored by `--resume` from Tune's saved Tuner, whose time budget starts again (README)."""
         self.__dict__.update(state)
-        self.stream = sys.stdout
         self.started_at = time.time()
 
     # --- what is printed
@@ -86,9 +83,9 @@ class TrialLines(Callback):
     def say(self, text: str) -> None:
         line = f"[{clock(time.time() - self.started_at):>7}] {text}"
         if self.bar is not None:
-            self.bar.write(line, file=self.stream)
+            self.bar.write(line, file=sys.stdout)
         else:
-            print(line, file=self.stream, flush=True)
+            print(line, flush=True)
 
     def progress(self) -> str:
         """`3/20 trials, 4m12s of 30m, best minilm 0.4817`: what a log file shows where a terminal has the bar."""
