@@ -127,21 +127,14 @@ def test_goemotions_non_utf8_and_missing_files(tmp_path):
         load_dataset("goemotions", tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("filename, line, content, expected", EC_CASES)
-def test_semeval_ec_bad_input_names_file_line_and_field(tmp_path, filename, line, content, expected):
-    directory = write_semeval_ec(tmp_path / "ec")
+@pytest.mark.parametrize("dataset, writer, filename, line, content, expected",
+                         [("semeval_ec", write_semeval_ec, *case) for case in EC_CASES]
+                         + [("emotion6", write_emotion6, *case) for case in EMOTION6_CASES])
+def test_bad_input_names_file_line_and_field(tmp_path, dataset, writer, filename, line, content, expected):
+    directory = writer(tmp_path / dataset)
     replace_line(directory / filename, line, content)
     with pytest.raises(DataError) as error:
-        load_dataset("semeval_ec", directory)
-    assert str(error.value).startswith(f"{directory / expected.split(':')[0]}:{expected.split(':', 1)[1]}")
-
-
-@pytest.mark.parametrize("filename, line, content, expected", EMOTION6_CASES)
-def test_emotion6_bad_input_names_file_line_and_field(tmp_path, filename, line, content, expected):
-    directory = write_emotion6(tmp_path / "e6")
-    replace_line(directory / filename, line, content)
-    with pytest.raises(DataError) as error:
-        load_dataset("emotion6", directory)
+        load_dataset(dataset, directory)
     assert str(error.value).startswith(f"{directory / expected.split(':')[0]}:{expected.split(':', 1)[1]}")
 
 
