@@ -53,6 +53,7 @@ class Study:
     gpus: float
     custom: dict[str, float] = field(default_factory=dict)  # custom resources per trial (large_gpu / small_gpu)
     first_trial: dict | None = None  # tpe/random: the point tried first (the recipe's defaults)
+    epoch_tflop: float = 0.0  # the plan's estimate of one epoch's training compute (before any trial has run)
     distributions: dict[str, BaseDistribution] = field(init=False)
 
     def __post_init__(self):
@@ -129,8 +130,10 @@ class StudySearcher(Searcher):
     """
 
     def __init__(self, studies: list[Study], journal: Path, search: str, seed: int,
-                 time_budget_s: float | None = None, confirm_seeds: int = 0):
+                 time_budget_s: float | None = None, confirm_seeds: int = 0,
+                 clock: Callable[[], float] = time.time):
         super().__init__(metric=METRIC, mode=MODE)
+        self.clock = clock  # wall time; the cluster simulator (bench/simulator.py) passes its virtual clock
         self.studies = {study.name: study for study in studies}
         self.journal = Path(journal)
         self.search = search
@@ -186,8 +189,8 @@ class StudySearcher(Searcher):
             # trials' first epochs so far, `max_concurrent` at a time
             rounds = math.ceil(self.confirm_seeds / self.studies[name].max_concurrent)
             reserve = rounds * self.max_epochs(name) * max(seen)
-            return time.time() + statistics.median(ended) + reserve > self._deadline
-        return bool(self._deadline and seen and time.time() + statistics.median(seen) > self._deadline)
+            return self.clock() + statistics.median(ended) + reserve > self._deadline
+        return bool(self._deadline and seen and self.clock() + statistics.median(seen) > self._deadline)
 
     def max_epochs(self, name: str) -> int:
         study = self.studies[name]
@@ -206,7 +209,7 @@ class StudySearcher(Searcher):
     def suggest(self, trial_id: str) -> dict | str | None:
         studies = self.optuna_studies()
         if self.time_budget_s and self._deadline is None:
-            self._deadline = time.time() + self.time_budget_s
+            self._deadline = self.clock() + self.time_budget_s
         asked = {name: self.asked(name) for name in self.studies}
         open_studies = [name for name in self.studies if not self.too_late(name)
                         and (self._orphans[name] or asked[name] < self.studies[name].num_samples)]
