@@ -111,6 +111,9 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
         help="train on the cluster's GPUs or CPUs (default auto: GPUs when the cluster has or can start some)")
     add("--search", choices=("grid", "random", "tpe"), default="tpe", help="Optuna sampler (default tpe)")
     add("--scheduler", choices=("asha", "none"), default="asha", help="early stopping (default asha)")
+    add("--allocate", choices=("even", "adaptive"), default="even",
+        help="trials per model: even (each its budget), or adaptive (once every model has its startup trials, a "
+             "model reliably behind the leader gives its remaining trials to the leaders; default even)")
     add("--num-samples", type=positive(int), help="trials per model (default from the budget; with a time "
                                                   "budget, a cap)")
     add("--max-concurrent", type=positive(int), help="trials at once per study (default: 1 on CPUs; on GPUs as "

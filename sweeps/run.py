@@ -31,7 +31,8 @@ from sweeps.console import TrialLines, quiet_console
 from sweeps.driver import INTERRUPTED, DriverLock, Interrupts, LockHeld
 from sweeps.experiment import BUDGETS, Experiment
 from sweeps.plan import Plan, make_plan, print_plan, searched_space
-from sweeps.tuning import JOURNAL, JournalError, Study, build_tuner, close_cut_trials, fit, open_journal
+from sweeps.tuning import (JOURNAL, JournalError, Study, build_tuner, close_cut_trials, fit, open_journal,
+                           time_left_when_saved)
 from trainables import atomic
 from trainables.data import DATASETS, EmotionData
 
@@ -73,7 +74,8 @@ def studies_of(plan: Plan, experiment: Experiment) -> list[Study]:
                                         "model_revision": model["revision"]},
             space=searched_space(experiment, BUDGETS[plan.budget], plan.search, fixed),
             num_samples=model["num_samples"], max_concurrent=model["max_concurrent"], cpus=model["cpus_per_trial"],
-            gpus=model["gpus_per_trial"], custom=model["custom_resources"], first_trial=model["first_trial"]))
+            gpus=model["gpus_per_trial"], custom=model["custom_resources"], first_trial=model["first_trial"],
+            epoch_tflop=model["epoch_tflop"]))
     return studies
 
 
@@ -122,16 +124,14 @@ def sweep_trainable(experiment: Experiment, studies: list[Study], data: EmotionD
 def run_search(plan: Plan, studies: list[Study], trainable, callbacks: list, resume: bool,
                time_left_s: float | None) -> None:
     """Every study of the sweep in one Tune experiment (restored, not re-run, with --resume)."""
-    started_at = time.time()
     tuner = build_tuner(
         trainable, studies,
         Path(plan.sweep_dir), search=plan.search, seed=plan.seed, scheduler=plan.scheduler,
         max_epochs=plan.max_epochs, max_failures=plan.args["max_failures"], time_budget_s=time_left_s,
         callbacks=callbacks, resume=resume, restart_errored=bool(plan.args.get("restart_errored")),
-        confirm_seeds=plan.confirm_seeds, verbose=bool(plan.args.get("verbose")))
-    fit(tuner, studies)
-    if time_left_s and time.time() >= started_at + time_left_s:
-        close_cut_trials(Path(plan.sweep_dir) / JOURNAL)
+        confirm_seeds=plan.confirm_seeds, verbose=bool(plan.args.get("verbose")),
+        capacity=plan.capacity, allocate=plan.allocate)
+    fit(tuner, studies, plan.capacity)
 
 
 def join_cluster(args: argparse.Namespace) -> Cluster:
@@ -208,6 +208,9 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     plan, data = make_plan(experiment, args, cluster)
     sweep_dir = Path(plan.sweep_dir)
     lock = claim_experiment_dir(sweep_dir, args.resume)
+    if args.resume and plan.time_budget_s and (left := time_left_when_saved(sweep_dir)) is not None:
+        # the budget goes on where the killed or stopped run left it, as Tune's own restored time budget does
+        started_at = time.time() - (plan.time_budget_s - max(0.0, left))
     print_plan(plan, data, started_at)
     try:
         check_shared_storage(Path(args.storage).expanduser().resolve(), cluster)
@@ -239,6 +242,8 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     confirming = args.resume and (sweep_dir / CONFIRMATIONS).is_file()  # the search had ended
     if not confirming:
         run_search(plan, studies, trainable, list(callbacks), args.resume, time_left_s)
+        if not interrupts.interrupted:  # the search is over: a trial still RUNNING in the journal was cut short
+            close_cut_trials(sweep_dir / JOURNAL)
     if plan.confirm_seeds and not interrupts.interrupted:
         time_left_s = plan.time_budget_s and started_at + plan.time_budget_s - time.time()
         if time_left_s is not None and time_left_s <= 0:

@@ -9,7 +9,18 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from sweeps.tuning import JOURNAL, METRIC, Study, StudySearcher, open_journal
+from sweeps.tuning import (JOURNAL, METRIC, PerStudyASHA, Study, StudySearcher, open_journal, pending_limit,
+                           time_left_when_saved)
+
+
+class ManualClock:
+    """A clock the test moves (picklable, as Tune pickles the searcher)."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def studies(num_samples: int = 3, max_concurrent: int = 2) -> list[Study]:
@@ -31,7 +42,7 @@ def journal_states(path) -> dict[str, list[TrialState]]:
 
 
 def test_budgets_bounds_and_how_each_trial_is_told(tmp_path):
-    searcher = StudySearcher(studies(), tmp_path / JOURNAL, "tpe", seed=0)
+    searcher = StudySearcher(studies(), tmp_path / JOURNAL, "random", seed=0)
     configs = {}
     for n in range(5):
         configs[f"t{n}"] = searcher.suggest(f"t{n}")
@@ -41,19 +52,21 @@ def test_budgets_bounds_and_how_each_trial_is_told(tmp_path):
     searcher.on_trial_result("t0", result(configs["t0"], 1, 0.3))
     searcher.on_trial_complete("t0", result(configs["t0"], 2, 0.4))  # ran both epochs
     searcher.on_trial_complete("t1", result(configs["t1"], 1, 0.2))  # stopped after one (ASHA)
-    searcher.on_trial_complete("t2", error=True)
-    assert searcher.suggest("t5")["study"] == "alpha" and searcher.suggest("t6")["study"] == "beta"
-    assert searcher.suggest("t7") == StudySearcher.FINISHED  # 3 trials each asked: the running ones finish
-    for trial_id in ("t3", "t5", "t6"):
+    searcher.on_trial_complete("t2", error=True)  # a failed trial does not count against alpha's 3
+    # fewest trials asked first: alpha has asked 1 besides its failure, beta 2
+    assert [searcher.suggest(trial_id)["study"] for trial_id in ("t5", "t6", "t7")] == ["alpha", "alpha", "beta"]
+    assert searcher.suggest("t8") == StudySearcher.FINISHED  # both asked 3 (alpha besides its failure)
+    for trial_id in ("t3", "t5", "t6", "t7"):
         searcher.on_trial_complete(trial_id, result({}, 2, 0.1))
 
     storage = open_journal(tmp_path / JOURNAL)
     alpha = optuna.load_study(study_name="alpha", storage=storage).trials
-    assert [t.state for t in alpha] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert [t.state for t in alpha] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE,
+                                        TrialState.COMPLETE]
     assert alpha[0].value == 0.4 and alpha[0].intermediate_values == {1: 0.3, 2: 0.4}
     [pruned, *_] = optuna.load_study(study_name="beta", storage=storage).trials
     assert pruned.state == TrialState.PRUNED and pruned.intermediate_values == {1: 0.2}
-    assert [t.user_attrs["tune_trial_id"] for t in alpha] == ["t0", "t2", "t5"]
+    assert [t.user_attrs["tune_trial_id"] for t in alpha] == ["t0", "t2", "t5", "t6"]
 
 
 def test_a_trial_asked_after_the_last_save_is_handed_out_again(tmp_path):
@@ -128,3 +141,111 @@ def test_the_search_leaves_room_for_the_confirmation_seeds(tmp_path):
     searcher.on_trial_complete("a1", result(alpha, 1, 0.5, seconds=10))
     searcher._deadline -= 55  # 45 s left: a 10 s trial and the 40 s of confirmations no longer fit
     assert searcher.suggest("a2") == StudySearcher.FINISHED
+
+
+def test_tpe_launches_its_startup_trials_at_once_and_guided_ones_only_as_results_come_in(tmp_path):
+    [alpha] = studies(num_samples=30, max_concurrent=100)[:1]
+    searcher = StudySearcher([alpha], tmp_path / JOURNAL, "tpe", seed=0)
+    startup = [searcher.suggest(f"s{n}") for n in range(10)]  # TPE's 10 random startup trials
+    assert all(isinstance(config, dict) for config in startup)
+    assert searcher.suggest("g0") is None  # a guided trial now would learn from nothing
+    for n in range(4):
+        searcher.on_trial_complete(f"s{n}", result(startup[n], 2, 0.1 * n))
+    # 6 in flight, 4 results: guided trials may fill up to max(10 startup, 4 results) in flight
+    guided = [searcher.suggest(f"g{n}") for n in range(5)]
+    assert [isinstance(config, dict) for config in guided] == [True] * 4 + [False]
+
+
+def test_trials_in_flight_hold_at_most_the_clusters_capacity_split_evenly_between_open_studies(tmp_path):
+    alpha, beta = studies(num_samples=20, max_concurrent=100)
+    beta.gpus = 0.5
+    searcher = StudySearcher([alpha, beta], tmp_path / JOURNAL, "random", seed=0, capacity=2)
+    handed = [searcher.suggest(f"t{n}") for n in range(7)]
+    names = [config["study"] for config in handed if isinstance(config, dict)]
+    # even part: 2 GPUs / (0.25 + 0.5) = 2.67 trials per study, taken in turn; then whoever fits what is left
+    assert names == ["alpha", "beta", "alpha", "beta", "alpha", "alpha"] and handed[-1] is None
+    first_alpha = names.index("alpha")
+    searcher.on_trial_complete(f"t{first_alpha}", result(handed[first_alpha], 2, 0.3))
+    assert searcher.suggest("t6")["study"] == "alpha"  # 0.25 GPU freed: only an alpha trial fits
+
+
+def test_before_any_trial_has_run_the_plans_compute_estimate_starts_the_longest_work_first(tmp_path):
+    alpha, beta = studies(num_samples=4, max_concurrent=1)
+    alpha.epoch_tflop, beta.epoch_tflop = 100.0, 800.0  # beta: an ALBERT to alpha's MiniLM
+    searcher = StudySearcher([alpha, beta], tmp_path / JOURNAL, "random", seed=0)
+    assert [searcher.suggest(f"t{n}")["study"] for n in range(2)] == ["beta", "alpha"]
+
+
+def test_each_study_draws_its_own_configurations_and_a_resumed_one_draws_no_configuration_again(tmp_path):
+    searcher = StudySearcher(studies(num_samples=6, max_concurrent=6), tmp_path / JOURNAL, "random", seed=0)
+    first = [searcher.suggest(f"t{n}") for n in range(6)]
+    by_study = {name: [c["lr"] for c in first if c["study"] == name] for name in ("alpha", "beta")}
+    assert not set(by_study["alpha"]) & set(by_study["beta"])  # not one seed for all studies
+    for n, config in enumerate(first):
+        searcher.on_trial_complete(f"t{n}", result(config, 2, 0.5))
+
+    resumed = StudySearcher(studies(num_samples=6, max_concurrent=6), tmp_path / JOURNAL, "random", seed=0)
+    later = [resumed.suggest(f"r{n}") for n in range(6)]
+    assert not {c["lr"] for c in later} & {c["lr"] for c in first}
+
+
+def test_the_time_left_is_saved_and_a_resumed_searcher_goes_on_with_it(tmp_path):
+    clock = ManualClock(1000.0)
+    searcher = StudySearcher(studies(num_samples=10, max_concurrent=1), tmp_path / JOURNAL, "random", seed=0,
+                             time_budget_s=600, clock=clock)
+    pickled = pickle.dumps(searcher)
+    searcher.suggest("t0")
+    clock.now += 400  # 400 s into the 600 s budget, Tune saves the experiment
+    searcher.save(str(tmp_path / "searcher-state-x.pkl"))
+    assert time_left_when_saved(tmp_path) == 200
+
+    restored = pickle.loads(pickled)
+    restored.restore(str(tmp_path / "searcher-state-x.pkl"))
+    restored.clock.now = clock.now + 5000  # the driver was dead for over an hour: that time is not the sweep's
+    restored.suggest("t1")
+    assert restored._deadline == restored.clock.now + 200
+
+
+def test_adaptive_allocation_moves_a_model_reliably_behind_to_the_leaders(tmp_path):
+    three = studies(num_samples=4, max_concurrent=10) + [Study(
+        "gamma", {"model": "gamma", "epochs": 2}, {"lr": FloatDistribution(1e-5, 1e-3, log=True)},
+        num_samples=4, max_concurrent=10, cpus=1, gpus=0.25)]
+    searcher = StudySearcher(three, tmp_path / JOURNAL, "random", seed=0, allocate="adaptive")
+    configs = {f"t{n}": searcher.suggest(f"t{n}") for n in range(6)}  # 2 per study (startup: 2 of 4)
+    scores = {"alpha": 0.50, "beta": 0.49, "gamma": 0.40}  # gamma is behind by far more than 2 seed sds
+    for trial_id, config in configs.items():
+        searcher.on_trial_complete(trial_id, result(config, 2, scores[config["study"]]))
+    storage = open_journal(tmp_path / JOURNAL)
+    gamma = optuna.load_study(study_name="gamma", storage=storage)
+    assert "gamma (best 0.4000) is behind alpha" in gamma.user_attrs["allocation"]
+    budgets = {name: optuna.load_study(study_name=name, storage=storage).user_attrs["trial_budget"]
+               for name in ("alpha", "beta", "gamma")}
+    assert budgets == {"alpha": 5, "beta": 5, "gamma": 2}  # gamma's 2 remaining trials, one to each leader
+    later = [searcher.suggest(f"n{n}") for n in range(7)]
+    assert sorted(c["study"] for c in later if isinstance(c, dict)) == ["alpha"] * 3 + ["beta"] * 3
+    assert later[-1] == StudySearcher.FINISHED
+
+
+def test_asha_rungs_are_rebuilt_from_the_journal_so_a_resumed_sweep_prunes_as_before(tmp_path):
+    from ray.tune.experiment import Trial
+
+    searcher = StudySearcher(studies(num_samples=6, max_concurrent=6)[:1], tmp_path / JOURNAL, "random", seed=0)
+    for n, score in enumerate((0.5, 0.6, 0.7, 0.8)):
+        config = searcher.suggest(f"t{n}")
+        searcher.on_trial_complete(f"t{n}", result(config, 1, score))  # stopped after epoch 1
+
+    scheduler = PerStudyASHA(max_t=2, journal=tmp_path / JOURNAL)  # a fresh one, as after a resume
+    scheduler.set_search_properties(METRIC, "max")
+    weak = Trial("sim", config={"study": "alpha"}, trial_id="late", stub=True)
+    scheduler.on_trial_add(None, weak)
+    assert scheduler.on_trial_result(None, weak, {"training_iteration": 1, METRIC: 0.55}) == "STOP"
+    strong = Trial("sim", config={"study": "alpha"}, trial_id="good", stub=True)
+    scheduler.on_trial_add(None, strong)
+    assert scheduler.on_trial_result(None, strong, {"training_iteration": 1, METRIC: 0.9}) == "CONTINUE"
+
+
+def test_tune_may_keep_as_many_trials_waiting_as_the_whole_cluster_holds():
+    alpha, beta = studies()
+    beta.gpus = 0.5
+    assert pending_limit([alpha, beta], capacity=None) == 2  # no cluster given: one per study
+    assert pending_limit([alpha, beta], capacity=64) == 256  # 64 GPUs at the smallest share, 0.25
