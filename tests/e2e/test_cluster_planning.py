@@ -13,7 +13,7 @@ from tests.helpers.cluster import run_on_cluster, two_node_cluster
 from tests.helpers.data import write_goemotions
 from tests.helpers.sweeps import REPO, run_sweep
 from trainables.device import SIMULATED_GPUS_ENV
-from trainables.models import MODELS, gpu_share
+from trainables.models import MODELS
 
 CLUSTER_YAML = REPO / "cluster" / "cluster.yaml"
 
@@ -40,7 +40,8 @@ def test_dry_run_on_a_cluster_with_gpus_plans_gpu_shares(tmp_path, data_and_mode
     assert on_gpus.returncode == 0, on_gpus.stderr[-2000:]
     assert "1 node, 4 CPUs, 2 GPUs; trials train on GPUs" in on_gpus.stdout
     assert "budget full" in on_gpus.stdout
-    assert "1 CPU + 0.25 GPU per trial, up to 4 at once" in on_gpus.stdout  # 8 GPU quarters, 4 CPUs
+    # a tiny model's step is sized by its memory: an eighth of a GPU; 16 eighths, but 4 CPUs
+    assert "1 CPU + 0.125 GPU per trial, up to 4 at once (memory" in on_gpus.stdout
     assert on_cpus.returncode == 0, on_cpus.stderr[-2000:]
     assert "trials train on CPUs" in on_cpus.stdout and "budget cpu" in on_cpus.stdout
     assert "4 CPU + 0 GPU per trial, up to 1 at once" in on_cpus.stdout
@@ -63,7 +64,7 @@ def test_autoscaling_head_plans_from_node_types_and_refuses_local_storage(tmp_pa
     nodes = yaml.safe_load(CLUSTER_YAML.read_text())["available_node_types"]
     small = nodes["gpu_small"]["resources"]
     assert f"its autoscaler may add {nodes['gpu_small']['max_workers']}x gpu_small" in local.stdout
-    assert (f"{int(small['CPU'] * 0.25)} CPU + 0.25 GPU + 0.25 {SMALL_GPU} per trial" in local.stdout)
+    assert (f"{int(small['CPU'] * 0.125)} CPU + 0.125 GPU + 0.125 {SMALL_GPU} per trial" in local.stdout)
 
 
 def test_a_gpu_trial_on_a_machine_without_cuda_errors_with_one_line(tmp_path, data_and_model, monkeypatch):
@@ -78,7 +79,7 @@ def test_a_gpu_trial_on_a_machine_without_cuda_errors_with_one_line(tmp_path, da
             "--data-dir", str(data), "--models", str(model), "--budget", "smoke", "--num-samples", "1",
             "--max-failures", "0", "--storage", str(tmp_path), "--name", "nocuda"])
     [error_file] = (tmp_path / "nocuda").glob("*/error.txt")
-    assert "NoCudaError: this trial was given 0.25 GPU but torch" in error_file.read_text()
+    assert "NoCudaError: this trial was given 0.125 GPU but torch" in error_file.read_text()
     assert done.returncode == 0 or "NoCudaError" in done.stdout + done.stderr
 
 
@@ -119,11 +120,13 @@ def test_default_models_of_the_documented_commands_plan_gpu_shares_and_classes(t
             "--data-dir", str(semeval), "--storage", str(tmp_path / "runs"), "--dry-run"],
             script="qlora_semeval_ec.py")
     assert encoders.returncode == 0, encoders.stderr[-2000:]
+    shares = {}
     for alias in ("distilbert", "albert", "mobilebert", "minilm"):
-        share = gpu_share(MODELS[alias].params_m)
         line = next(line for line in encoders.stdout.splitlines() if line.startswith(f"  model {alias}:"))
-        assert f" + {share:g} GPU + {share:g} {SMALL_GPU} per trial" in line, line
-        assert int(line.rsplit("up to ", 1)[1].split()[0]) > 1, line
+        shares[alias] = float(line.split(" GPU + ")[0].rsplit(" ", 1)[1])
+        assert f" + {shares[alias]:g} GPU + {shares[alias]:g} {SMALL_GPU} per trial" in line, line
+        assert 0 < shares[alias] < 1 and int(line.rsplit("up to ", 1)[1].split()[0]) > 1, line
+    assert shares["albert"] > shares["minilm"]  # sized by compute: 12 layers of BERT-base's width, weights shared
     assert decoders.returncode == 0, decoders.stderr[-2000:]
     assert "budget full" in decoders.stdout
     big = next(line for line in decoders.stdout.splitlines() if line.startswith("  model qwen2.5-7b:"))

@@ -7,10 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sweeps.cluster import LARGE_GPU, SMALL_GPU, Cluster, read_node_types, trial_size, use_gpus
+from sweeps import goemotions_raw
+from sweeps.cluster import (LARGE_GPU, SMALL_GPU, Cluster, ClusterError, read_node_types, share_of_gpu,
+                            use_gpus)
+from sweeps.experiment import BUDGETS
+from sweeps.plan import size_trials
 from tests.helpers.sweeps import REPO
 from trainables.device import SIMULATED_GPUS_ENV, NoCudaError, autocast_dtype, trial_device
-from trainables.models import MODELS, gpu_share
+from trainables.models import MODELS, ResolvedModel, compute_profile, params_m_from_config
 
 CLUSTER_YAML = REPO / "cluster" / "cluster.yaml"
 
@@ -20,9 +24,19 @@ def cluster_yaml_cluster() -> Cluster:
     return Cluster("10.0.0.1:6379", [{"CPU": 0.0}], read_node_types(CLUSTER_YAML))
 
 
-def size_of(alias: str, cluster: Cluster):
-    params_m = MODELS[alias].params_m
-    return trial_size(params_m, gpu_share(params_m), cluster, use_gpus("auto", cluster), None, None)
+FULL = BUDGETS["full"]
+FULL_BATCH_SIZE = 32  # the largest batch_size the encoder search space holds
+
+
+def alias_model(alias: str) -> ResolvedModel:
+    return ResolvedModel(alias, MODELS[alias].hub_id, MODELS[alias].params_m)
+
+
+def size_of(alias: str, cluster: Cluster, batch_size: int = FULL_BATCH_SIZE, **overrides):
+    """An alias's trials at the full budget's settings (a QLoRA decoder at its default batch of 8)."""
+    decoder = alias.startswith(("qwen", "smollm"))
+    return size_trials(alias_model(alias), cluster, use_gpus("auto", cluster), batch_size=8 if decoder else batch_size,
+                       max_length=FULL.max_length, decoder=decoder, **overrides)
 
 
 def test_a_head_without_gpus_plans_gpus_its_autoscaler_can_start():
@@ -37,11 +51,11 @@ def test_small_models_ask_for_small_gpus_and_big_ones_for_large_gpus():
     small_nodes = sum(t.max_workers for t in cluster.node_types if SMALL_GPU in t.resources)
     large_nodes = sum(t.max_workers for t in cluster.node_types if LARGE_GPU in t.resources)
 
-    minilm = size_of("minilm", cluster)
-    assert (minilm.gpus, minilm.custom) == (0.25, {SMALL_GPU: 0.25})
+    albert = size_of("albert", cluster)
+    assert (albert.gpus, albert.custom) == (0.5, {SMALL_GPU: 0.5})
     cpus_per_gpu = min(t.resources["CPU"] / t.resources["GPU"] for t in cluster.node_types)
-    assert minilm.cpus == int(cpus_per_gpu * 0.25)  # the CPUs that go with a quarter of a GPU node
-    assert minilm.max_concurrent == 4 * small_nodes  # four per small GPU, every small GPU node scaled up
+    assert albert.cpus == int(cpus_per_gpu * 0.5)  # the CPUs that go with half of a GPU node
+    assert albert.max_concurrent == 2 * small_nodes  # two per small GPU, every small GPU node scaled up
 
     qwen7b = size_of("qwen2.5-7b", cluster)
     assert (qwen7b.gpus, qwen7b.custom) == (1.0, {LARGE_GPU: 1})
@@ -65,6 +79,82 @@ def test_without_custom_resources_trials_ask_for_gpus_only():
     size = size_of("roberta", two_gpus)
     assert (size.gpus, size.custom, size.cpus) == (0.5, {}, 4)
     assert size.max_concurrent == 4  # two trials per GPU
+
+
+def test_albert_computes_like_bert_so_it_gets_a_bigger_share_than_minilm():
+    """ALBERT-base has fewer parameters than MiniLM-L6 (12M vs 22.7M) but runs its one shared layer 12 times at
+    width 768: at the full budget's batch and length it takes a larger share, for its compute."""
+    cluster = cluster_yaml_cluster()
+    albert, minilm = size_of("albert", cluster), size_of("minilm", cluster)
+    assert MODELS["albert"].params_m < MODELS["minilm"].params_m
+    assert albert.gpus > minilm.gpus and albert.gpus == size_of("bert", cluster).gpus
+    assert albert.reason.startswith("compute: ") and "TFLOP/step" in albert.reason
+    assert size_of("qwen2.5-7b", cluster).gpus == 1.0
+
+
+def test_the_memory_share_grows_with_the_batch():
+    """Activations grow with the batch: a step small in compute still takes the share its memory needs."""
+    profile = MODELS["distilbert"].profile
+    memory = [profile.train_memory_gb(batch_size, FULL.max_length) for batch_size in (16, 64, 256)]
+    assert memory == sorted(memory) and memory[0] < memory[-1]
+    shares = [share_of_gpu(0.1, gb, 24.0) for gb in memory]
+    assert [share for share, _ in shares] == [0.125, 0.25, 0.5]
+    assert all(reason.startswith("memory: ") and reason.endswith("of 24 GB") for _, reason in shares)
+    a10g = Cluster("a:1", [{"CPU": 64.0, "GPU": 1.0, "accelerator_type:A10G": 1.0}])
+    assert size_of("minilm", a10g).reason.endswith("of 24 GB")  # the A10G's memory, from Ray's accelerator type
+
+
+def test_a_trial_no_gpu_of_the_cluster_holds_is_refused_where_the_cluster_says_its_gpu_memory():
+    t4s = Cluster("a:1", [{"CPU": 8.0, "GPU": 1.0, "accelerator_type:T4": 1.0}])
+    with pytest.raises(ClusterError, match=r"^--models minilm: a trial needs .* GB .*largest GPU for it has 16 GB"):
+        size_of("minilm", t4s, batch_size=4096)
+    assert size_of("minilm", Cluster("a:1", [{"CPU": 8.0, "GPU": 1.0}]), batch_size=4096).gpus == 1.0  # unknown
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"gpus_per_trial": 16}, "--gpus-per-trial 16: the largest GPU node has 2 GPUs"),
+    ({"gpus_per_trial": 1.5}, "--gpus-per-trial 1.5: Ray cannot split a trial across GPUs"),
+    ({"cpus_per_trial": 999}, "--cpus-per-trial 999: the largest GPU node has 16 CPUs"),
+])
+def test_overrides_no_node_can_hold_are_refused(overrides, message):
+    two_gpus = Cluster("a:1", [{"CPU": 16.0, "GPU": 2.0}, {"CPU": 32.0}])
+    with pytest.raises(ClusterError, match=f"^{message}"):
+        size_of("minilm", two_gpus, **overrides)
+    assert size_of("minilm", two_gpus, gpus_per_trial=2, cpus_per_trial=16).gpus == 2
+
+
+@pytest.mark.parametrize("flag, value", [("--gpus-per-trial", "16"), ("--gpus-per-trial", "1.5"),
+                                         ("--cpus-per-trial", "999")])
+def test_the_plan_refuses_impossible_trial_sizes_in_one_line(run_cli, monkeypatch, tmp_path, goemotions_dir,
+                                                               tiny_bert, flag, value):
+    monkeypatch.setattr("sweeps.run.local_cluster", lambda: Cluster(None, [{"CPU": 8.0, "GPU": 2.0}]))
+    result = run_cli(goemotions_raw, "--data-dir", str(goemotions_dir), "--models", str(tiny_bert), "--budget",
+                     "smoke", "--storage", str(tmp_path / "out"), "--dry-run", flag, value)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert f"{flag} {value}" in line or f"argument {flag}: '{value}'" in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_plan_prints_why_each_share_and_estimates_an_epoch(run_cli, monkeypatch, tmp_path, goemotions_dir,
+                                                                 tiny_bert):
+    from sweeps import run
+
+    plans, print_plan = [], run.print_plan
+    monkeypatch.setattr("sweeps.run.local_cluster", lambda: Cluster(None, [{"CPU": 8.0, "GPU": 2.0}]))
+    monkeypatch.setattr("sweeps.run.print_plan", lambda *given: plans.append(given) or print_plan(*given))
+    result = run_cli(goemotions_raw, "--data-dir", str(goemotions_dir), "--models", str(tiny_bert), "--budget",
+                     "smoke", "--storage", str(tmp_path / "out"), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith(f"  model {tiny_bert.name}:"))
+    assert "1 CPU + 0.125 GPU per trial, up to 8 at once (memory: " in line, line  # 8 CPUs, one each
+    [(plan, data, _)] = plans
+    profile = compute_profile(ResolvedModel(tiny_bert.name, str(tiny_bert), params_m_from_config("t", tiny_bert)))
+    max_length = plan.fixed["max_length"]
+    assert plan.models[0]["epoch_tflop"] == pytest.approx(
+        len(data.train) * max_length * profile.train_flops_per_token(max_length) / 1e12, rel=0.01)
+    [study] = run.studies_of(plan, goemotions_raw.EXPERIMENT)
+    assert study.epoch_tflop == plan.models[0]["epoch_tflop"] > 0
 
 
 def test_a_trial_given_a_gpu_it_cannot_see_fails_in_one_line(monkeypatch):

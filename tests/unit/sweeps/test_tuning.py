@@ -249,3 +249,19 @@ def test_tune_may_keep_as_many_trials_waiting_as_the_whole_cluster_holds():
     beta.gpus = 0.5
     assert pending_limit([alpha, beta], capacity=None) == 2  # no cluster given: one per study
     assert pending_limit([alpha, beta], capacity=64) == 256  # 64 GPUs at the smallest share, 0.25
+
+
+def test_a_trial_tune_resumes_after_its_journal_trial_ended_keeps_the_epochs_it_trains_on(tmp_path):
+    """An errored trial is told FAIL; `--resume` resumes it from its checkpoint and it trains on. Its epochs go
+    into a trial of their own (Optuna does not reopen a finished trial) that says which one it continues."""
+    searcher = StudySearcher(studies(num_samples=2, max_concurrent=1)[:1], tmp_path / JOURNAL, "random", seed=0)
+    config = searcher.suggest("t0")
+    searcher.on_trial_result("t0", result(config, 1, 0.4))
+    searcher.on_trial_complete("t0", error=True)  # errored after epoch 1: FAIL (not counted)
+    searcher.live["t0"] = ("alpha", 0)  # Tune resumes it: its saved state still names the Optuna trial
+    searcher.on_trial_result("t0", result(config, 1, 0.4))  # epoch 1 again, from the checkpoint: known
+    searcher.on_trial_complete("t0", result(config, 2, 0.6))
+    trials = optuna.load_study(study_name="alpha", storage=open_journal(tmp_path / JOURNAL)).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[1].intermediate_values == {1: 0.4, 2: 0.6} and trials[1].user_attrs["continues"] == 0
+    assert trials[1].params == trials[0].params
