@@ -52,21 +52,22 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import optuna
 import ray
 from ray import tune
 from ray.cluster_utils import Cluster
+from ray.tune.execution.placement_groups import PlacementGroupFactory
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.experiment import BUDGETS
 from sweeps.goemotions_raw import EXPERIMENT
 from sweeps.tuning import METRIC, MODE, Study, build_tuner, fit
-from trainables.models import MODELS, gpu_share
 
 TRAIN_ROWS = 43_410  # GoEmotions train split, all rows (the `full` budget)
 CPU_EXAMPLES_PER_S = 95.6  # a MiniLM trial on this 2-core CPU (../shared/DESIGN.md)
@@ -74,8 +75,9 @@ CPU_EVAL_S_PER_EPOCH = 27.0  # validation + test inference + checkpoint per GoEm
 # Non-embedding parameters doing the work per token (millions); training costs ~6 FLOPs per one per token.
 COMPUTE_PARAMS_M = {"minilm": 10.6, "mobilebert": 21.5, "distilbert": 42.5, "albert": 85.0}
 # Best val macro-F1 each model reaches, at the body and head learning rates where it does (invented).
+# The decoders' (bench/simulator.py --models qwen3-0.6b qwen2.5-7b) are as invented, on the same space.
 CURVES = {"distilbert": (0.50, 5e-5, 2e-3), "albert": (0.46, 3e-5, 1e-3), "mobilebert": (0.47, 8e-5, 3e-3),
-          "minilm": (0.45, 1.5e-4, 3e-3)}
+          "minilm": (0.45, 1.5e-4, 3e-3), "qwen3-0.6b": (0.52, 1e-4, 2e-3), "qwen2.5-7b": (0.56, 5e-5, 1e-3)}
 UTILIZATION_TARGET = 0.90
 MAKESPAN_TARGET = 0.6  # one-experiment makespan / old makespan
 
@@ -97,6 +99,9 @@ class TrialRecord:
     epochs_run: int
     epochs_planned: int
     errored: bool
+    trial_id: str = ""
+    worker_pid: int = 0  # the Ray worker process the trial ran in
+    worker_trial: int = 0  # 1: the worker's first trial (a fresh process), 2+: a reused worker
 
 
 @dataclass
@@ -105,6 +110,7 @@ class Run:
     experiments: list[list[TrialRecord]]  # the trials of each Tune experiment, in the order they ran
     wall_s: float
     max_concurrent: int | None = None
+    created_at: dict[str, float] = field(default_factory=dict)  # trial id -> when Tune created it (new design)
 
     @property
     def records(self) -> list[TrialRecord]:
@@ -127,16 +133,21 @@ def val_macro_f1(config: dict, epoch: int, noise: random.Random) -> float:
     return min(1.0, max(0.0, ceiling * (1 - math.exp(-rate * epoch)) + noise.gauss(0, 0.01)))
 
 
+TRIALS_IN_THIS_WORKER = Counter()  # per worker process: how many trials it has started
+
+
 def simulated_trial(config: dict, timing: Timing) -> None:
-    """Sleeps through model loading and each epoch; reports the curve and its own wall-clock times."""
+    """Sleeps through model loading and each epoch; reports the curve, its own wall-clock times and its worker."""
     started_at = time.time()
+    TRIALS_IN_THIS_WORKER["trials"] += 1
+    worker = {"worker_pid": os.getpid(), "worker_trial": TRIALS_IN_THIS_WORKER["trials"]}
     params = json.dumps({key: value for key, value in sorted(config.items()) if key != "study"}, default=str)
     noise = random.Random(hashlib.sha256(params.encode()).hexdigest())
     time.sleep(timing.trial_start_s / timing.time_scale)
     for epoch in range(1, int(config["epochs"]) + 1):
         time.sleep(timing.epoch_s[config["model"]] / timing.time_scale)
         tune.report({METRIC: val_macro_f1(config, epoch, noise), "started_at": started_at,
-                     "reported_at": time.time()})
+                     "reported_at": time.time(), **worker})
 
 
 def trial_records(results, shares: dict[str, float]) -> list[TrialRecord]:
@@ -147,19 +158,35 @@ def trial_records(results, shares: dict[str, float]) -> list[TrialRecord]:
         records.append(TrialRecord(
             model=model, gpus=shares[model], started_at=metrics.get("started_at", math.nan),
             ended_at=metrics.get("reported_at", math.nan), epochs_run=metrics.get("training_iteration", 0),
-            epochs_planned=int(result.config["epochs"]), errored=result.error is not None))
+            epochs_planned=int(result.config["epochs"]), errored=result.error is not None,
+            trial_id=metrics.get("trial_id", ""), worker_pid=metrics.get("worker_pid", 0),
+            worker_trial=metrics.get("worker_trial", 0)))
     return records
 
 
+class TrialCreation(tune.Callback):
+    """When each trial appeared in Tune's trial list (the end of the controller step that asked the searcher
+    for it), wall clock."""
+
+    def __init__(self):
+        self.created_at: dict[str, float] = {}
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        now = time.time()
+        for trial in trials:
+            self.created_at.setdefault(trial.trial_id, now)
+
+
 @contextmanager
-def simulated_cluster(nodes: int, gpus_per_node: int, cpus_per_node: int):
+def simulated_cluster(nodes: int, node_resources: dict[str, float]):
     """A fresh Ray cluster of `nodes` nodes on this machine, the driver connected; torn down after."""
     ray_tmp = tempfile.mkdtemp(prefix="ray-cs-", dir="/tmp")  # short: Ray's socket paths live under it
     # As RAY_TMPDIR too: Cluster writes its address file (ray/ray_current_cluster) under that, not temp_dir.
     previous_tmpdir = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = ray_tmp
-    node_args = {"num_cpus": cpus_per_node, "num_gpus": gpus_per_node, "include_dashboard": False,
-                 "temp_dir": os.path.join(ray_tmp, "ray")}
+    custom = {key: value for key, value in node_resources.items() if key not in ("CPU", "GPU")}
+    node_args = {"num_cpus": int(node_resources["CPU"]), "num_gpus": int(node_resources.get("GPU", 0)),
+                 "resources": custom, "include_dashboard": False, "temp_dir": os.path.join(ray_tmp, "ray")}
     cluster = Cluster()
     try:
         for _ in range(nodes):
@@ -183,7 +210,8 @@ def run_old_design(studies: list[Study], storage: Path, timing: Timing, seed: in
     for study in studies:
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, min(10, study.num_samples // 2)))
         trainable = tune.with_resources(tune.with_parameters(simulated_trial, timing=timing),
-                                        {"cpu": study.cpus, "gpu": study.gpus})
+                                        PlacementGroupFactory([{"CPU": study.cpus, "GPU": study.gpus,
+                                                                                **study.custom}]))
         tuner = tune.Tuner(
             trainable, param_space=study.config,
             tune_config=tune.TuneConfig(
@@ -200,12 +228,34 @@ def run_new_design(studies: list[Study], storage: Path, timing: Timing, seed: in
     """Every study in one experiment, through the sweep's own build_tuner and fit."""
     bound = studies[0].max_concurrent
     started = time.perf_counter()
+    creation = TrialCreation()
     tuner = build_tuner(tune.with_parameters(simulated_trial, timing=timing), studies,
                         storage / f"new-{bound}", search="tpe", seed=seed, scheduler="asha", max_epochs=max_epochs,
-                        max_failures=0, time_budget_s=None, callbacks=[], resume=False, restart_errored=False)
+                        max_failures=0, time_budget_s=None, callbacks=[creation], resume=False,
+                        restart_errored=False)
     records = trial_records(fit(tuner, studies), {study.name: study.gpus for study in studies})
     return Run(f"new: one experiment, max concurrent {bound}/study", [records], time.perf_counter() - started,
-               max_concurrent=bound)
+               max_concurrent=bound, created_at=creation.created_at)
+
+
+def in_simulated_seconds(run: Run, scale: float) -> tuple[list[TrialRecord], dict[str, float]]:
+    """A run's trials and creation times on the simulated clock (real seconds x the time scale)."""
+    records = [replace(r, started_at=r.started_at * scale, ended_at=r.ended_at * scale)
+               for r in run.records if r.epochs_run]
+    return records, {trial_id: at * scale for trial_id, at in run.created_at.items()}
+
+
+def run_recorded(studies: list[Study], timing: Timing, seed: int, max_epochs: int, nodes: int,
+                 node_resources: dict[str, float]) -> tuple[list[TrialRecord], dict[str, float]]:
+    """The one-experiment design on a fresh Ray cluster of `nodes` alike nodes: its trials and when Tune created
+    each, in simulated seconds (what bench/simulator.py --validate compares with)."""
+    storage = Path(tempfile.mkdtemp(prefix="cluster-sim-"))
+    try:
+        with simulated_cluster(nodes, node_resources):
+            run = run_new_design(studies, storage, timing, seed, max_epochs)
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
+    return in_simulated_seconds(run, timing.time_scale)
 
 
 def span(records: list[TrialRecord]) -> tuple[float, float]:
@@ -338,53 +388,66 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--gpus-per-node", type=int, default=4)
-    parser.add_argument("--cpus-per-trial", type=int, default=1)
-    parser.add_argument("--max-concurrent", type=int, nargs="+", default=[4, 8],
-                        help="per-study bounds to run the new design at, one run each (default 4 8; 4 is the "
-                             "sweep's default on GPU)")
+    parser.add_argument("--models", nargs="+", default=list(EXPERIMENT.models), choices=sorted(COMPUTE_PARAMS_M))
+    parser.add_argument("--max-concurrent", type=int, nargs="+",
+                        help="per-study bounds to run the new design at, one run each (default: the sweep's own "
+                             "sizing, as many as the cluster holds)")
     parser.add_argument("--num-samples", type=int, help="trials per model (default: the full budget's, 30)")
+    parser.add_argument("--max-epochs", type=int, help="the most epochs a trial may train (default: the full "
+                                                       "budget's, 5)")
     parser.add_argument("--gpu-speedup", type=float, default=60.0,
                         help="a whole GPU's training speed over this 2-core CPU (default 60)")
+    parser.add_argument("--epoch-s", type=float,
+                        help="every model's epoch, simulated seconds at its share (instead of --gpu-speedup's)")
     parser.add_argument("--trial-start-s", type=float, default=30.0, help="simulated model load per trial")
     parser.add_argument("--time-scale", type=float, default=12.0, help="simulated seconds per real second")
+    parser.add_argument("--designs", nargs="+", default=["old", "new"], choices=["old", "new"])
+    parser.add_argument("--predict", action="store_true",
+                        help="print bench/simulator.py's prediction for each new-design run, with Ray's launch "
+                             "latencies measured in that run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--storage", type=Path, help="keep the experiments in a new dir under this one "
                                                      "(default: a temp dir, removed after)")
     args = parser.parse_args()
+    # bench.simulator imports this module, so it comes in here
+    from bench.simulator import NodeType, StudyTiming, build_studies, compare, measured_latency, prediction
 
     budget = BUDGETS["full"]
     num_samples = args.num_samples or budget.num_samples
-    models = list(EXPERIMENT.models)
-    shares = {model: gpu_share(MODELS[model].params_m) for model in models}
-    timing = Timing(epoch_seconds(args.gpu_speedup, shares), args.trial_start_s, args.time_scale)
+    max_epochs = args.max_epochs or budget.max_epochs
+    models = args.models
+    # cluster.yaml's GPU nodes: 8 CPUs and one small_gpu per GPU; trials sized by the sweep's own sizing on them.
+    node_resources = {"CPU": 8.0 * args.gpus_per_node, "GPU": float(args.gpus_per_node),
+                      "small_gpu": float(args.gpus_per_node)}
+    node_types = [NodeType("gpu_node", node_resources, args.nodes, args.nodes)]
+    sized = build_studies(models, node_types, num_samples, max_epochs, args.seed)
+    shares = {study.name: study.gpus for study in sized}
+    epoch_s = ({model: args.epoch_s for model in models} if args.epoch_s
+               else epoch_seconds(args.gpu_speedup, shares))
+    timing = Timing(epoch_s, args.trial_start_s, args.time_scale)
     total_gpus = args.nodes * args.gpus_per_node
-    # Enough CPUs per node for as many trials as its GPUs hold at the smallest share: GPUs bind, not CPUs.
-    cpus_per_node = math.ceil(args.gpus_per_node / min(shares.values())) * args.cpus_per_trial
 
-    def studies(max_concurrent: int) -> list[Study]:
-        return [Study(name=model, config={"model": model}, space=EXPERIMENT.search_space(budget),
-                      num_samples=num_samples, max_concurrent=max_concurrent, cpus=args.cpus_per_trial,
-                      gpus=shares[model]) for model in models]
-
-    print(f"Simulated cluster: {args.nodes} nodes x {args.gpus_per_node} GPUs ({cpus_per_node} logical CPUs "
-          f"each); {len(models)} models x {num_samples} trials, <= {budget.max_epochs} epochs, TPE + ASHA; "
-          f"{args.cpus_per_trial} CPU per trial; time scale {args.time_scale:g} simulated s per real s")
-    print(f"  assumed: a whole GPU trains {args.gpu_speedup:g}x faster than this CPU's 95.6 ex/s, split by share;"
-          f" model load {args.trial_start_s:g} s per trial; epoch times on full GoEmotions (simulated):")
-    for model in models:
-        print(f"    {model}: {COMPUTE_PARAMS_M[model]}M compute params, {shares[model]} GPU per trial, "
-              f"{timing.epoch_s[model]:.1f} s per epoch")
+    print(f"Simulated cluster: {args.nodes} nodes x {node_resources}; {len(models)} models x {num_samples} trials, "
+          f"<= {max_epochs} epochs, TPE + ASHA; time scale {args.time_scale:g} simulated s per real s")
+    print(f"  model load {args.trial_start_s:g} s per trial; epoch times (simulated)"
+          + ("" if args.epoch_s else f", a whole GPU {args.gpu_speedup:g}x this CPU's 95.6 ex/s, split by share")
+          + ":")
+    for study in sized:
+        print(f"    {study.name}: {study.cpus:g} CPU + {study.gpus:g} GPU + {study.custom} per trial, up to "
+              f"{study.max_concurrent} at once, {timing.epoch_s[study.name]:.1f} s per epoch")
 
     if args.storage:
         args.storage.mkdir(parents=True, exist_ok=True)
     storage = Path(tempfile.mkdtemp(prefix="cluster-sim-", dir=args.storage))  # fresh: no journal to continue
-    designs = [(run_old_design, num_samples),  # the old design has no bound: the value is unused
-               *((run_new_design, bound) for bound in args.max_concurrent)]
+    bounds = args.max_concurrent or [None]
+    designs = ([(run_old_design, None)] if "old" in args.designs else []) + (
+        [(run_new_design, bound) for bound in bounds] if "new" in args.designs else [])
     runs = []
     try:
-        for design, max_concurrent in designs:
-            with simulated_cluster(args.nodes, args.gpus_per_node, cpus_per_node):
-                runs.append(design(studies(max_concurrent), storage, timing, args.seed, budget.max_epochs))
+        for design, bound in designs:
+            studies = [replace(study, max_concurrent=bound or study.max_concurrent) for study in sized]
+            with simulated_cluster(args.nodes, node_resources):
+                runs.append(design(studies, storage, timing, args.seed, max_epochs))
     finally:
         if args.storage is None:
             shutil.rmtree(storage, ignore_errors=True)
@@ -392,6 +455,18 @@ def main() -> int:
             print(f"experiments kept in {storage}")
     print()
     report(runs, models, shares, num_samples, total_gpus, args.time_scale)
+    if args.predict:
+        timings = {model: StudyTiming(args.trial_start_s, timing.epoch_s[model]) for model in models}
+        for run in runs:
+            if run.created_at:
+                records, created_at = in_simulated_seconds(run, args.time_scale)
+                latency = measured_latency(records, created_at)
+                predicted = prediction(latency, timings, models, node_types, num_samples, max_epochs, args.seed,
+                                       max_concurrent=run.max_concurrent)
+                print(f"{run.design}: Ray's launch latency fresh {latency.fresh_worker_s:.2f} s, reused "
+                      f"{latency.reused_worker_s:.2f} s (simulated); simulator vs Ray:")
+                for line in compare(records, predicted, total_gpus):
+                    print(f"  - {line}")
     return 0
 
 

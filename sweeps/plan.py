@@ -26,7 +26,8 @@ from sweeps.experiment import BUDGETS, Budget, Experiment
 from sweeps.tuning import JOURNAL
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset
 from trainables.hub import hub_reachable
-from trainables.models import ModelError, ResolvedModel, compute_profile, four_bit_problem, resolve_model
+from trainables.models import (ComputeProfile, ModelError, ResolvedModel, compute_profile, four_bit_problem,
+                               resolve_model)
 
 
 @dataclass
@@ -146,7 +147,7 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
                 "revision": getattr(args, "model_revisions", {}).get(row_name, model.revision),
                 "params_m": round(model.params_m, 1), "cpus_per_trial": size.cpus, "gpus_per_trial": size.gpus,
                 "custom_resources": size.custom, "max_concurrent": size.max_concurrent, "gpu_reason": size.reason,
-                "epoch_tflop": len(data.train) * max_length * profile.train_flops_per_token(max_length) / 1e12,
+                "epoch_tflop": epoch_tflop(profile, len(data.train), max_length),
                 "note": model.note, "fixed": model_fixed, "searched": sorted(model_space),
                 "num_samples": (math.prod(len(v) for v in model_space.values()) if args.search == "grid"
                                 else num_samples),
@@ -169,6 +170,12 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
         sweep_dir=str(sweep_dir), wandb=args.wandb, seed=args.seed, args=vars(args),
     )
     return plan, data
+
+
+def epoch_tflop(profile: ComputeProfile, train_rows: int, max_length: int) -> float:
+    """One epoch's training compute at full length: the plan's estimate of a study's work before any trial has
+    run, which the searcher uses to start the longest work first."""
+    return train_rows * max_length * profile.train_flops_per_token(max_length) / 1e12
 
 
 def size_trials(model: ResolvedModel, cluster: Cluster, on_gpu: bool, *, batch_size: int, max_length: int,

@@ -77,11 +77,12 @@ def open_journal(path: Path) -> optuna.storages.JournalStorage:
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
-def startup_trials(num_samples: int) -> int:
-    """TPE's random trials before it models anything: 10 (Optuna's default) for small budgets, but no more than
-    half the budget, and a tenth of a large one (a budget scaled to a big cluster asks hundreds at once, and
-    random trials can all run at once while guided ones must wait for results)."""
-    return max(1, min(max(10, num_samples // 10), num_samples // 2))
+def startup_trials(num_samples: int, cluster_part: float = 0.0) -> int:
+    """TPE's random trials before it models anything: 10 (Optuna's default), a tenth of a large budget, or as many
+    as the study's even part of the cluster holds at once (`cluster_part` trials), whichever is most, but never
+    more than half the budget. Random trials can all run at once while guided ones wait for results, so on a big
+    cluster a first wave smaller than the cluster would leave it part empty until results come in."""
+    return max(1, min(max(10, num_samples // 10, math.floor(cluster_part)), num_samples // 2))
 
 
 def sampler_seed(seed: int, study_name: str, trials_so_far: int) -> int:
@@ -92,7 +93,8 @@ def sampler_seed(seed: int, study_name: str, trials_so_far: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def make_sampler(search: str, study: Study, seed: int, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+def make_sampler(search: str, study: Study, seed: int, trials_so_far: int = 0,
+                 startup: int | None = None) -> optuna.samplers.BaseSampler:
     seed = sampler_seed(seed, study.name, trials_so_far)
     if search == "grid":
         return optuna.samplers.GridSampler(study.space, seed=seed)
@@ -100,7 +102,8 @@ def make_sampler(search: str, study: Study, seed: int, trials_so_far: int = 0) -
         return optuna.samplers.RandomSampler(seed=seed)
     # constant_liar: trials still running count as bad guesses, so concurrent asks spread out instead of
     # all landing on the same promising point.
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=startup_trials(study.num_samples))
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True,
+                                      n_startup_trials=startup or startup_trials(study.num_samples))
 
 
 def tell(study: optuna.Study, trial_id: int, state: TrialState, value: float | None = None) -> None:
@@ -216,7 +219,7 @@ class StudySearcher(Searcher):
                 created = optuna.create_study(storage=storage, study_name=name, direction="maximize",
                                               load_if_exists=True)
                 trials = created.get_trials(deepcopy=False)
-                created.sampler = make_sampler(self.search, study, self.seed, len(trials))
+                created.sampler = make_sampler(self.search, study, self.seed, len(trials), self.startup(name))
                 if not trials and study.first_trial and self.search != "grid":
                     created.enqueue_trial(study.first_trial)
                 if created.metric_names is None:  # optuna-dashboard's name for the objective
@@ -292,12 +295,19 @@ class StudySearcher(Searcher):
             return sorted(names, key=lambda name: self._counts[name].asked)
         return sorted(names, key=work_left.get, reverse=True)
 
+    def startup(self, name: str) -> int:
+        """The study's random startup trials (startup_trials), its part of the cluster split evenly by shares."""
+        study = self.studies[name]
+        part = (self.capacity / sum(self.units(other) for other in self.studies.values()) if self.capacity
+                else 0.0)
+        return startup_trials(study.num_samples, min(part, study.max_concurrent))
+
     def learning_room(self, name: str) -> bool:
         """TPE: startup trials all at once; guided ones no more in flight than the study has results."""
         study = self.studies[name]
         if self.search != "tpe" or self._orphans[name]:
             return True
-        startup = startup_trials(study.num_samples)
+        startup = self.startup(name)
         return self._counts[name].asked < startup or self.running(name) < max(startup, self._counts[name].finished)
 
     def slot_for(self, names: list[str]) -> str | None:
@@ -389,8 +399,7 @@ class StudySearcher(Searcher):
     def reallocate(self) -> None:
         """Move the remaining trials of studies reliably behind the leader to the studies that are not."""
         counts = self._counts
-        if any(counts[name].finished < startup_trials(study.num_samples) or counts[name].best is None
-               for name, study in self.studies.items()):
+        if any(counts[name].finished < self.startup(name) or counts[name].best is None for name in self.studies):
             return
         leader = max(self.studies, key=lambda name: counts[name].best)
         behind = [name for name in self.studies
