@@ -224,16 +224,18 @@ def run_old_design(studies: list[Study], storage: Path, timing: Timing, seed: in
     return Run("old: one experiment per model", experiments, time.perf_counter() - started)
 
 
-def run_new_design(studies: list[Study], storage: Path, timing: Timing, seed: int, max_epochs: int) -> Run:
-    """Every study in one experiment, through the sweep's own build_tuner and fit."""
+def run_new_design(studies: list[Study], storage: Path, timing: Timing, seed: int, max_epochs: int,
+                   capacity: float | None = None) -> Run:
+    """Every study in one experiment, through the sweep's own build_tuner and fit, told the cluster's GPUs as a
+    sweep's plan tells them (`capacity`)."""
     bound = studies[0].max_concurrent
     started = time.perf_counter()
     creation = TrialCreation()
     tuner = build_tuner(tune.with_parameters(simulated_trial, timing=timing), studies,
                         storage / f"new-{bound}", search="tpe", seed=seed, scheduler="asha", max_epochs=max_epochs,
                         max_failures=0, time_budget_s=None, callbacks=[creation], resume=False,
-                        restart_errored=False)
-    records = trial_records(fit(tuner, studies), {study.name: study.gpus for study in studies})
+                        restart_errored=False, capacity=capacity)
+    records = trial_records(fit(tuner, studies, capacity), {study.name: study.gpus for study in studies})
     return Run(f"new: one experiment, max concurrent {bound}/study", [records], time.perf_counter() - started,
                max_concurrent=bound, created_at=creation.created_at)
 
@@ -252,7 +254,7 @@ def run_recorded(studies: list[Study], timing: Timing, seed: int, max_epochs: in
     storage = Path(tempfile.mkdtemp(prefix="cluster-sim-"))
     try:
         with simulated_cluster(nodes, node_resources):
-            run = run_new_design(studies, storage, timing, seed, max_epochs)
+            run = run_new_design(studies, storage, timing, seed, max_epochs, nodes * node_resources.get("GPU", 0.0))
     finally:
         shutil.rmtree(storage, ignore_errors=True)
     return in_simulated_seconds(run, timing.time_scale)

@@ -181,6 +181,15 @@ class StudyTiming:
 class Latency:
     fresh_worker_s: float = FRESH_WORKER_S
     reused_worker_s: float = REUSED_WORKER_S
+    # Measured: each fresh worker's latency in the order Ray started them (--validate). Workers starting at once
+    # contend for the CPUs, so on a small machine they come up one after another, not all after the median.
+    fresh_worker_starts: tuple[float, ...] = ()
+
+    def fresh(self, started_before: int) -> float:
+        """The latency of the fresh worker started after `started_before` others."""
+        if started_before < len(self.fresh_worker_starts):
+            return self.fresh_worker_starts[started_before]
+        return self.fresh_worker_s
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -312,6 +321,7 @@ class ClusterSimulation:
         self.sequence = 0
         self.records: list[TrialRun] = []
         self.seen_at_ask: dict[str, list[int]] = {}
+        self.fresh_workers = 0  # worker processes started so far
         for node_type in node_types:
             for _ in range(node_type.max_workers if not autoscale else node_type.min_workers):
                 self.nodes.append(Node(node_type, 0.0, 0.0, dict(node_type.resources)))
@@ -416,7 +426,11 @@ class Experiment:
             self.drop_idle_workers_without_room(node)
             run.node, run.reused_worker = node, reused
             self.launching[id(run)] = run
-            self.launch(run, self.sim.latency.reused_worker_s if reused else self.sim.latency.fresh_worker_s)
+            if reused:
+                self.launch(run, self.sim.latency.reused_worker_s)
+            else:
+                self.launch(run, self.sim.latency.fresh(self.sim.fresh_workers))
+                self.sim.fresh_workers += 1
 
     def launch(self, run: TrialRun, latency: float) -> None:
         run.launches += 1
@@ -718,23 +732,23 @@ def parse_node_type(text: str) -> NodeType:
 # Validation against real Ray (bench/cluster_sim.py)
 
 
-VALIDATION_MODELS = ["distilbert", "minilm"]  # two sizes: 0.5 and 0.25 of a GPU
+VALIDATION_MODELS = ["distilbert", "minilm"]  # two sizes: 0.25 and 0.125 of a GPU
 VALIDATION_NODES = [NodeType("gpu_node", {"CPU": 16.0, "GPU": 2.0, "small_gpu": 2.0}, 2, 2)]
 VALIDATION_EPOCH_S = {"distilbert": 4.0, "minilm": 3.0}
 VALIDATION_TOLERANCE = 0.05
 
 
 def measured_latency(ray_records: list, created_at: dict[str, float]) -> Latency:
-    """Ray's launch latencies in one run (simulated seconds): a fresh worker, creation to trainable start (on the
-    validation workload the pending-trial limit keeps the cluster from filling, so resources are free when a
-    trial is created); a reused worker, its previous trial's last report to the next start."""
-    fresh = [r.started_at - created_at[r.trial_id] for r in ray_records if r.worker_trial == 1]
+    """Ray's launch latencies in one run (simulated seconds): each fresh worker's, creation to trainable start, in
+    the order they started (the validation workload's first wave fits the cluster, so resources are free when a
+    trial is created); a reused worker's, its previous trial's last report to the next start (median)."""
+    fresh = sorted(r.started_at - created_at[r.trial_id] for r in ray_records if r.worker_trial == 1)
     by_worker: dict[int, list] = {}
     for record in sorted(ray_records, key=lambda r: r.started_at):
         by_worker.setdefault(record.worker_pid, []).append(record)
     reused = [later.started_at - earlier.ended_at for runs in by_worker.values()
               for earlier, later in zip(runs, runs[1:])]
-    return Latency(statistics.median(fresh), statistics.median(reused) if reused else REUSED_WORKER_S)
+    return Latency(statistics.median(fresh), statistics.median(reused) if reused else REUSED_WORKER_S, tuple(fresh))
 
 
 def prediction(latency: Latency, timings: dict[str, StudyTiming], models: list[str], node_types: list[NodeType],
