@@ -46,6 +46,7 @@ class Experiment:
     quantized: dict[str, dict] = field(default_factory=dict)  # model -> quantization.json row
     variants: list[dict] = field(default_factory=list)  # variants.json rows
     seeds: list[str] = field(default_factory=list)  # winners over seeds: mean ± sd, ensembles, top-two test
+    allocation: list[str] = field(default_factory=list)  # --allocate adaptive: trials moved between models
 
 
 def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
@@ -69,12 +70,34 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
     kind = "multi-label" if DATASETS[sweep["dataset"]].multi_label else "single-label"
     experiment = Experiment(path, f"{sweep['experiment']} ({kind})", sweep, rows, cost_line(trials),
                             seeds=seed_lines(rows, seed_ensembles(path, trials, runs)))
+    experiment.allocation = allocation_lines(path, sweep)
     quantization = path / "quantization.json"
     if quantization.is_file():
         experiment.quantized = {row["model"]: row for row in json.loads(quantization.read_text())["rows"]}
     if (path / "variants.json").is_file():
         experiment.variants = json.loads((path / "variants.json").read_text())["rows"]
     return experiment
+
+
+def allocation_lines(path: Path, sweep: dict) -> list[str]:
+    """With --allocate adaptive, each model's trial budget as it ended and the decision that moved it, from the
+    studies' user attributes in the experiment's Optuna journal (sweeps/tuning.py records them there)."""
+    journal = path / "optuna.journal"
+    if sweep.get("allocate") != "adaptive" or not journal.is_file():
+        return []
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    lines = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        budget = summary.user_attrs.get("trial_budget")
+        decision = summary.user_attrs.get("allocation")
+        planned = next((m["num_samples"] for m in sweep.get("models", []) if m["name"] == summary.study_name), None)
+        lines.append(f"- {summary.study_name}: {summary.n_trials} trials, budget {planned} planned"
+                     + (f", {budget} after reallocation" if budget is not None else ", unchanged")
+                     + (f"; {decision}" if decision else ""))
+    return lines
 
 
 def test_decisions(row: dict) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
@@ -183,6 +206,12 @@ def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[s
                   "of the seed-averaged predictions).", ""]
         for x in experiments:
             lines += [f"{x.path.name} ({x.scheme}):", "", *x.seeds, ""] if x.seeds else []
+    if any(x.allocation for x in experiments):
+        lines += ["", "## Trials moved between models (--allocate adaptive)", "",
+                  "Once every model had finished its random startup trials, a model whose best validation score was "
+                  "reliably behind the leader's gave its remaining trials to the models that were not.", ""]
+        for x in experiments:
+            lines += [f"{x.path.name} ({x.scheme}):", "", *x.allocation, ""] if x.allocation else []
     lines += ["", "## Table 2: efficiency", "",
               "Sweep cost: every trial of the model's study, CPU- and GPU-seconds reserved (share x wall time). "
               "Latency: FP32 forward pass per batch of 32 test texts on CPU, from the dir's quantization.json "

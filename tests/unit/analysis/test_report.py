@@ -53,3 +53,26 @@ def test_bootstrap_interval_contains_the_point_estimate():
 def test_pareto_front():
     points = [(10, 0.5), (5, 0.4), (20, 0.45), (8, 0.6), (3, 0.1)]
     assert pareto_front(points) == [4, 1, 3]
+
+
+def test_adaptive_allocation_decisions_are_listed_from_the_journal(tmp_path):
+    """The report reads what --allocate adaptive decided from the studies' attributes in the Optuna journal."""
+    from optuna.distributions import FloatDistribution
+
+    from analysis.report import allocation_lines
+    from sweeps.tuning import JOURNAL, METRIC, Study, StudySearcher
+
+    studies = [Study(name, {"model": name, "epochs": 1}, {"lr": FloatDistribution(1e-5, 1e-3, log=True)},
+                     num_samples=4, max_concurrent=4, cpus=1, gpus=0) for name in ("strong", "weak")]
+    searcher = StudySearcher(studies, tmp_path / JOURNAL, "random", seed=0, allocate="adaptive")
+    for n in range(4):  # two startup trials each (half of 4), then the decision
+        config = searcher.suggest(f"t{n}")
+        score = 0.5 if config["study"] == "strong" else 0.3
+        searcher.on_trial_complete(f"t{n}", {"training_iteration": 1, METRIC: score, "time_total_s": 1.0})
+    sweep = {"allocate": "adaptive", "models": [{"name": "strong", "num_samples": 4}, {"name": "weak",
+                                                                                      "num_samples": 4}]}
+    lines = allocation_lines(tmp_path, sweep)
+    assert lines[0] == "- strong: 2 trials, budget 4 planned, 6 after reallocation"
+    assert lines[1].startswith("- weak: 2 trials, budget 4 planned, 2 after reallocation; weak (best 0.3000) is "
+                               "behind strong (best 0.5000)")
+    assert allocation_lines(tmp_path, {**sweep, "allocate": "even"}) == []

@@ -75,12 +75,12 @@ def test_missing_data_dir(run_cli, tmp_path, tiny_bert):
 
 def test_dry_run_prints_the_plan_and_writes_nothing(run_cli, tmp_path, goemotions_dir, tiny_bert):
     result = run_cli(goemotions_raw, *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out",
-                                                     "--dry-run", "--search", "grid"))
+                                                     "--dry-run", "--search", "grid", "--allocate", "adaptive"))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "goemotions (28 labels, multi-label)" in out
-    assert "search grid" in out and "4 trials per model" in out  # 2 lr x 2 pos_weight x 1 epochs value
-    assert "all studies in one Tune experiment" in out
+    assert "search grid" in out and "4 trials per model (adaptive allocation)" in out  # 2 lr x 2 pos_weight
+    assert f"all studies in one Tune experiment, up to {os.cpu_count()} CPUs of trials at once" in out
     assert f"on a private Ray on this machine: 1 node, {os.cpu_count()} CPUs" in out
     assert f"optuna-dashboard {tmp_path / 'out' / 'exp' / 'optuna.journal'}" in out
     assert f"model {tiny_bert.name}:" in out
