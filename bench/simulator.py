@@ -211,7 +211,7 @@ def resolved(alias: str) -> ResolvedModel:
 
 
 def build_studies(models: list[str], node_types: list[NodeType], num_samples: int, max_epochs: int,
-                  seed: int) -> list[Study]:
+                  seed: int, trials: dict[str, int] | None = None) -> list[Study]:
     """One study per model, as sweeps/run.py studies_of builds them from the plan's rows (goemotions_raw, tpe)."""
     budget = replace(BUDGETS["full"], max_epochs=max_epochs)
     fixed = {"max_length": budget.max_length, "seed": seed, "thresholds": "per_label", "metric": "macro_f1"}
@@ -223,7 +223,8 @@ def build_studies(models: list[str], node_types: list[NodeType], num_samples: in
         studies.append(Study(
             name=model.name, config={**fixed, "model": model.name, "model_source": model.source,
                                      "model_revision": model.revision},
-            space=space, num_samples=num_samples, max_concurrent=size.max_concurrent, cpus=size.cpus,
+            space=space, num_samples=(trials or {}).get(alias, num_samples), max_concurrent=size.max_concurrent,
+            cpus=size.cpus,
             gpus=size.gpus, custom=size.custom, first_trial=first_trial(EXPERIMENT, space),
             epoch_tflop=epoch_tflop(compute_profile(model), TRAIN_ROWS, budget.max_length)))
     return studies
@@ -582,13 +583,15 @@ def simulate(design: str, models: list[str], node_types: list[NodeType], *, num_
              limit: int | None = None, allocate: str = "even",
              gpu_tflops: float = GPU_PEAK_TFLOPS * MODEL_FLOPS_UTILIZATION,
              timings: dict[str, StudyTiming] | None = None, max_concurrent: int | None = None,
-             curve_shift: dict[str, float] | None = None, target: float | None = None) -> SweepReport:
+             curve_shift: dict[str, float] | None = None, target: float | None = None,
+             trials: dict[str, int] | None = None) -> SweepReport:
     """Simulates one design of the sweep and measures it. `timings` (per model) replaces the compute model;
-    `max_concurrent` the sizing's per-study bound; `curve_shift` moves a model's learning curve (a clearly
-    weaker model: --weaker); `target` is the score GPU-hours are counted up to (default: this run's best)."""
+    `max_concurrent` the sizing's per-study bound; `trials` a model's trial count; `curve_shift` moves a model's
+    learning curve (a clearly weaker model: --weaker); `target` is the score GPU-hours are counted up to
+    (default: this run's best)."""
     wall_started = time.perf_counter()
     studies = [replace(study, max_concurrent=max_concurrent or study.max_concurrent)
-               for study in build_studies(models, node_types, num_samples, max_epochs, seed)]
+               for study in build_studies(models, node_types, num_samples, max_epochs, seed, trials)]
     timings = timings or {s.name: study_timing(s.name, s.gpus, gpu_tflops) for s in studies}
     clock = VirtualClock()
     sim = ClusterSimulation(node_types, timings, latency, autoscale, boot_s, clock)
@@ -657,7 +660,16 @@ def measure(design: str, sim: ClusterSimulation, best: dict[str, float | None], 
     makespan = max(r.ended_at for r in ran)
     work = sum(r.gpus * r.running_s for r in ran)
     gpus = sim.full_gpus
-    bound = max(max(r.running_s for r in ran), work / gpus)
+    # no schedule beats the longest trial, nor the work of the trials one class of GPU can run (large_gpu /
+    # small_gpu nodes) spread over that class's GPUs, nor all the work over all the GPUs
+    by_class: dict[str, float] = {}
+    for r in ran:
+        gpu_class = next((key for key in r.demand if key not in ("CPU", "GPU")), "GPU")
+        by_class[gpu_class] = by_class.get(gpu_class, 0.0) + r.gpus * r.running_s
+    class_gpus = {name: sum(t.resources.get("GPU", 0.0) * t.max_workers for t in sim.node_types
+                            if name == "GPU" or name in t.resources) for name in by_class}
+    bound = max(max(r.running_s for r in ran), work / gpus,
+                *(class_work / class_gpus[name] for name, class_work in by_class.items()))
     billed = sum(node.node_type.resources.get("GPU", 0.0) * (makespan - node.launched_at) for node in sim.nodes)
     full = len(sim.nodes) == sum(t.max_workers for t in sim.node_types)
     best_score = max(max(r.values) for r in ran)
@@ -707,6 +719,14 @@ def default_node_types(gpus: int, models: list[str]) -> list[NodeType]:
     if any(MODELS[m].params_m > sweep_cluster.LARGE_MODEL_PARAMS_M for m in models):
         types.append(NodeType("gpu_large", LARGE_NODE, 0, max(1, gpus // 4)))
     return types
+
+
+def model_trials(text: str) -> tuple[str, int]:
+    model, _, count = text.partition(":")
+    try:
+        return model, int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MODEL:N, e.g. qwen2.5-7b:16") from None
 
 
 def weaker_model(text: str) -> tuple[str, float]:
@@ -813,6 +833,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="name:CPU=8,GPU=1,small_gpu=1:MIN:MAX (repeatable; replaces --gpus)")
     parser.add_argument("--models", nargs="+", default=list(EXPERIMENT.models), choices=sorted(CURVES))
     parser.add_argument("--trials-per-model", type=int, default=BUDGETS["full"].num_samples)
+    parser.add_argument("--trials", type=model_trials, action="append",
+                        help="MODEL:N gives MODEL N trials (not scaled), e.g. qwen2.5-7b:16; repeatable")
     parser.add_argument("--scale-trials", action="store_true",
                         help="trials per model x (GPUs / 8): the same trials per GPU as 30 on 8 GPUs")
     parser.add_argument("--max-epochs", type=int, default=BUDGETS["full"].max_epochs)
@@ -844,11 +866,13 @@ def main(argv: list[str] | None = None) -> int:
     gpus = sum(t.resources.get("GPU", 0.0) * t.max_workers for t in node_types)
     num_samples = args.trials_per_model * max(1, round(gpus / 8)) if args.scale_trials else args.trials_per_model
     latency = Latency(args.fresh_worker_s, args.reused_worker_s)
-    studies = build_studies(args.models, node_types, num_samples, args.max_epochs, args.seed)
+    trials = dict(args.trials or [])
+    studies = build_studies(args.models, node_types, num_samples, args.max_epochs, args.seed, trials)
     shift = dict(args.weaker or [])
     print(f"{gpus:g} GPUs ({', '.join(f'{t.max_workers}x {t.name} {t.resources}' for t in node_types)}), "
           f"{'autoscaled from min_workers, boot ' + format(args.boot_s, 'g') + ' s' if args.autoscale else 'static'};"
-          f" {num_samples} trials per model, <= {args.max_epochs} epochs, TPE + PerStudyASHA; launch "
+          f" {num_samples} trials per model{''.join(f' ({m}: {n})' for m, n in trials.items())}, "
+          f"<= {args.max_epochs} epochs, TPE + PerStudyASHA; launch "
           f"{latency.fresh_worker_s:g} s fresh / {latency.reused_worker_s:g} s reused worker"
           + "".join(f"; {model}'s curve {delta:+g}" for model, delta in shift.items()))
     for study in studies:
@@ -864,7 +888,7 @@ def main(argv: list[str] | None = None) -> int:
             report = simulate(design_name, args.models, node_types, num_samples=num_samples,
                               max_epochs=args.max_epochs, seed=seed, latency=latency, autoscale=args.autoscale,
                               boot_s=args.boot_s, limit=args.pending_limit, allocate=allocate,
-                              gpu_tflops=args.gpu_tflops, curve_shift=shift,
+                              gpu_tflops=args.gpu_tflops, curve_shift=shift, trials=trials,
                               target=target[seed] if target else None)
             report.design = design
             reports.setdefault(design, []).append(report)
