@@ -147,6 +147,7 @@ WEIGHTS_READ_MB_PER_S = 200.0  # EFS read of the bf16 weights
 FRESH_WORKER_S = 15.0  # DESIGN.md: (128 s - 37 s) / 6 trials
 REUSED_WORKER_S = 1.0  # DESIGN.md: ~0.7-1 s per trial placement
 DECODERS = ("qwen3-0.6b", "qwen2.5-7b")  # trained with QLoRA (sized as decoders)
+DECODER_BATCH_SIZE = 8  # trainables/decoder.py DEFAULTS
 # Node types as cluster/cluster.yaml declares them (resources per node).
 SMALL_NODE = {"CPU": 8.0, "GPU": 1.0, "small_gpu": 1.0}  # g5.2xlarge, 1x A10G
 LARGE_NODE = {"CPU": 8.0, "GPU": 1.0, "large_gpu": 1.0}  # g6e.2xlarge, 1x L40S
@@ -219,7 +220,10 @@ def build_studies(models: list[str], node_types: list[NodeType], num_samples: in
     for alias in models:
         model = resolved(alias)
         space = searched_space(EXPERIMENT, budget, "tpe", fixed)
-        size = trial_size_for(model, node_types, max(space["batch_size"].choices), budget.max_length)
+        # a decoder trains at the QLoRA recipe's batch size (trainables/decoder.py), an encoder at the largest
+        # the search may pick, as make_plan sizes each
+        batch_size = DECODER_BATCH_SIZE if alias in DECODERS else max(space["batch_size"].choices)
+        size = trial_size_for(model, node_types, batch_size, budget.max_length)
         studies.append(Study(
             name=model.name, config={**fixed, "model": model.name, "model_source": model.source,
                                      "model_revision": model.revision},
