@@ -295,12 +295,28 @@ class StudySearcher(Searcher):
             return sorted(names, key=lambda name: self._counts[name].asked)
         return sorted(names, key=work_left.get, reverse=True)
 
+    def even_parts(self, names: list[str]) -> dict[str, float]:
+        """Each study's even part of the cluster, in trials: the capacity split so that every study may hold the
+        same number of trials, except that a study never gets more than it can use (its `max_concurrent`, e.g. a
+        7B model on the few large-GPU nodes); what it cannot use is split among the others (water-filling)."""
+        parts: dict[str, float] = {}
+        left, open_names = float(self.capacity or 0.0), list(names)
+        while open_names:
+            trials_each = left / sum(self.units(self.studies[name]) for name in open_names)
+            capped = [name for name in open_names if self.studies[name].max_concurrent <= trials_each]
+            if not capped:
+                parts.update({name: trials_each for name in open_names})
+                break
+            for name in capped:
+                parts[name] = self.studies[name].max_concurrent
+                left -= parts[name] * self.units(self.studies[name])
+                open_names.remove(name)
+        return parts
+
     def startup(self, name: str) -> int:
-        """The study's random startup trials (startup_trials), its part of the cluster split evenly by shares."""
-        study = self.studies[name]
-        part = (self.capacity / sum(self.units(other) for other in self.studies.values()) if self.capacity
-                else 0.0)
-        return startup_trials(study.num_samples, min(part, study.max_concurrent))
+        """The study's random startup trials (startup_trials), enough to fill its even part of the cluster."""
+        part = self.even_parts(list(self.studies))[name] if self.capacity else 0.0
+        return startup_trials(self.studies[name].num_samples, part)
 
     def learning_room(self, name: str) -> bool:
         """TPE: startup trials all at once; guided ones no more in flight than the study has results."""
@@ -319,8 +335,8 @@ class StudySearcher(Searcher):
                  and (self.capacity is None or in_flight + self.units(self.studies[name]) <= self.capacity + 1e-9)]
         if self.capacity is None or not ready:
             return ready[0] if ready else None
-        even_part = self.capacity / sum(self.units(self.studies[name]) for name in names)  # trials per study
-        return next((name for name in ready if self.running(name) < even_part), ready[0])
+        parts = self.even_parts(names)
+        return next((name for name in ready if self.running(name) < parts[name]), ready[0])
 
     def suggest(self, trial_id: str) -> dict | str | None:
         studies = self.optuna_studies()

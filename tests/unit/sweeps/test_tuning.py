@@ -265,3 +265,13 @@ def test_a_trial_tune_resumes_after_its_journal_trial_ended_keeps_the_epochs_it_
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert trials[1].intermediate_values == {1: 0.4, 2: 0.6} and trials[1].user_attrs["continues"] == 0
     assert trials[1].params == trials[0].params
+
+
+def test_a_study_that_cannot_use_its_even_part_leaves_it_to_the_others(tmp_path):
+    """A 7B study holds at most its few large GPUs: the rest of the cluster is split between the other studies,
+    and their random startup trials fill it."""
+    small, large = studies(num_samples=200, max_concurrent=1000)
+    large.gpus, large.max_concurrent = 1.0, 2  # two large GPUs in the cluster
+    searcher = StudySearcher([small, large], tmp_path / JOURNAL, "tpe", seed=0, capacity=10)
+    assert searcher.even_parts(["alpha", "beta"]) == {"beta": 2, "alpha": 32.0}  # (10 - 2) GPUs / 0.25
+    assert searcher.startup("alpha") == 32 and searcher.startup("beta") == 20  # a tenth of its 200 trials
