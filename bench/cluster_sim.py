@@ -10,12 +10,16 @@ The cluster is Ray's own (`ray.cluster_utils.Cluster`): --nodes nodes on this ma
 never train: they sleep for simulated times and report a synthetic learning curve, so no dataset or model files
 are needed. The sweep is goemotions_raw's: models distilbert, albert, mobilebert, minilm (in that order for the
 old design), the real search space and trial count of the `full` budget (<= 5 epochs, 30 trials per model), TPE,
-ASHA (grace 1 epoch, reduction factor 2), one CPU and the model's gpu_share() of a GPU per trial in both designs.
+ASHA (grace 1 epoch, reduction factor 2), each trial sized by the sweep's own sizing (sweeps/plan.py size_trials)
+in both designs; the new design is told the cluster's GPUs as a sweep's plan tells them.
 
 - old: one experiment per model, Ray's OptunaSearch and ASHAScheduler, no concurrency bound (as the old code ran
   on GPU: "as many as resources allow"), as the sweep driver did before the one-experiment change.
-- new: `build_tuner` with the real StudySearcher, PerStudyASHA and trial_resources, once per --max-concurrent
-  bound (per study; default 4, the sweep's default on GPU, and 8).
+- new: `build_tuner` and `fit` with the real StudySearcher, PerStudyASHA and trial_resources, once per
+  --max-concurrent bound (default: the sweep's own, as many as the cluster holds).
+
+bench/simulator.py simulates the same on a virtual clock, at any cluster size; this script, with real Ray, is
+what it is validated against (`python -m bench.simulator --validate`).
 
 Assumed (simulated seconds; the printout repeats them):
 - A MiniLM epoch on this 2-core CPU is 43,410 rows / 95.6 examples/s + 27 s of validation, test inference and
@@ -449,7 +453,8 @@ def main() -> int:
         for design, bound in designs:
             studies = [replace(study, max_concurrent=bound or study.max_concurrent) for study in sized]
             with simulated_cluster(args.nodes, node_resources):
-                runs.append(design(studies, storage, timing, args.seed, max_epochs))
+                runs.append(design(studies, storage, timing, args.seed, max_epochs) if design is run_old_design
+                            else design(studies, storage, timing, args.seed, max_epochs, total_gpus))
     finally:
         if args.storage is None:
             shutil.rmtree(storage, ignore_errors=True)
