@@ -69,19 +69,15 @@ from ray.tune.execution.placement_groups import PlacementGroupFactory
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from bench.workload import TRAIN_ROWS, NodeType, build_studies, val_macro_f1
 from sweeps.experiment import BUDGETS
 from sweeps.goemotions_raw import EXPERIMENT
 from sweeps.tuning import METRIC, MODE, Study, build_tuner, fit
 
-TRAIN_ROWS = 43_410  # GoEmotions train split, all rows (the `full` budget)
 CPU_EXAMPLES_PER_S = 95.6  # a MiniLM trial on this 2-core CPU (../shared/DESIGN.md)
 CPU_EVAL_S_PER_EPOCH = 27.0  # validation + test inference + checkpoint per GoEmotions epoch, same CPU
 # Non-embedding parameters doing the work per token (millions); training costs ~6 FLOPs per one per token.
 COMPUTE_PARAMS_M = {"minilm": 10.6, "mobilebert": 21.5, "distilbert": 42.5, "albert": 85.0}
-# Best val macro-F1 each model reaches, at the body and head learning rates where it does (invented).
-# The decoders' (bench/simulator.py --models qwen3-0.6b qwen2.5-7b) are as invented, on the same space.
-CURVES = {"distilbert": (0.50, 5e-5, 2e-3), "albert": (0.46, 3e-5, 1e-3), "mobilebert": (0.47, 8e-5, 3e-3),
-          "minilm": (0.45, 1.5e-4, 3e-3), "qwen3-0.6b": (0.52, 1e-4, 2e-3), "qwen2.5-7b": (0.56, 5e-5, 1e-3)}
 UTILIZATION_TARGET = 0.90
 MAKESPAN_TARGET = 0.6  # one-experiment makespan / old makespan
 
@@ -126,15 +122,6 @@ def epoch_seconds(gpu_speedup: float, shares: dict[str, float]) -> dict[str, flo
     minilm_cpu_epoch_s = TRAIN_ROWS / CPU_EXAMPLES_PER_S + CPU_EVAL_S_PER_EPOCH
     return {model: minilm_cpu_epoch_s * COMPUTE_PARAMS_M[model] / COMPUTE_PARAMS_M["minilm"]
             / (gpu_speedup * shares[model]) for model in shares}
-
-
-def val_macro_f1(config: dict, epoch: int, noise: random.Random) -> float:
-    best, best_lr, best_head_lr = CURVES[config["model"]]
-    ceiling = (best - 0.15 * math.log10(config["lr"] / best_lr) ** 2
-               - 0.05 * math.log10(config["head_lr"] / best_head_lr) ** 2
-               - (0.0 if config["pos_weight"] == "inverse_frequency" else 0.03))
-    rate = 0.8 * (config["lr"] / best_lr) ** 0.3  # a higher learning rate gets near its ceiling sooner
-    return min(1.0, max(0.0, ceiling * (1 - math.exp(-rate * epoch)) + noise.gauss(0, 0.01)))
 
 
 TRIALS_IN_THIS_WORKER = Counter()  # per worker process: how many trials it has started
@@ -408,16 +395,10 @@ def main() -> int:
     parser.add_argument("--trial-start-s", type=float, default=30.0, help="simulated model load per trial")
     parser.add_argument("--time-scale", type=float, default=12.0, help="simulated seconds per real second")
     parser.add_argument("--designs", nargs="+", default=["old", "new"], choices=["old", "new"])
-    parser.add_argument("--predict", action="store_true",
-                        help="print bench/simulator.py's prediction for each new-design run, with Ray's launch "
-                             "latencies measured in that run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--storage", type=Path, help="keep the experiments in a new dir under this one "
                                                      "(default: a temp dir, removed after)")
     args = parser.parse_args()
-    # bench.simulator imports this module, so it comes in here
-    from bench.simulator import NodeType, StudyTiming, build_studies, compare, measured_latency, prediction
-
     budget = BUDGETS["full"]
     num_samples = args.num_samples or budget.num_samples
     max_epochs = args.max_epochs or budget.max_epochs
@@ -462,18 +443,6 @@ def main() -> int:
             print(f"experiments kept in {storage}")
     print()
     report(runs, models, shares, num_samples, total_gpus, args.time_scale)
-    if args.predict:
-        timings = {model: StudyTiming(args.trial_start_s, timing.epoch_s[model]) for model in models}
-        for run in runs:
-            if run.created_at:
-                records, created_at = in_simulated_seconds(run, args.time_scale)
-                latency = measured_latency(records, created_at)
-                predicted = prediction(latency, timings, models, node_types, num_samples, max_epochs, args.seed,
-                                       max_concurrent=run.max_concurrent)
-                print(f"{run.design}: Ray's launch latency fresh {latency.fresh_worker_s:.2f} s, reused "
-                      f"{latency.reused_worker_s:.2f} s (simulated); simulator vs Ray:")
-                for line in compare(records, predicted, total_gpus):
-                    print(f"  - {line}")
     return 0
 
 

@@ -75,7 +75,7 @@ Trial times (simulated seconds; DESIGN.md = ../shared/DESIGN.md):
 - Launch latency: a fresh worker 15 s (DESIGN.md: a 6-trial smoke sweep took 128 s with a process per trial and
   37 s with reused workers on 2 cores, (128 - 37) / 6 = 15 s each, torch and transformers imported anew), a reused
   one 1 s (Ray's placement ~0.7-1 s per trial here, DESIGN.md). --validate measures both for its own trials.
-- Learning curves: bench/cluster_sim.py's `val_macro_f1` (a per-model ceiling, falling as lr and head_lr move
+- Learning curves: bench/workload.py's `val_macro_f1` (a per-model ceiling, falling as lr and head_lr move
   from the model's best values, with noise seeded by the trial's parameters).
 
 Measured per run (the printed table; `SweepReport`): makespan (t=0, the sweep's start, to the last trial's
@@ -103,8 +103,7 @@ on a small workload (2 nodes x 2 GPUs, 2 models x 8 trials, epochs of a few seco
 Ray's launch latencies from it (a fresh worker: creation to trainable start in the first wave; a reused worker:
 its previous trial's last report to the next trial's start), runs this simulator with the same inputs and prints
 both makespans and utilizations (bench/cluster_sim.py's own `makespan` and `utilization`, first trial start to
-last trial end) and their difference against the 5% tolerance. `python -m bench.cluster_sim --predict` prints the
-same comparison for its runs.
+last trial end) and their difference against the 5% tolerance.
 """
 from __future__ import annotations
 
@@ -127,14 +126,14 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
-from bench.cluster_sim import CURVES, TRAIN_ROWS, val_macro_f1
+from bench.cluster_sim import Timing, TrialRecord, makespan, run_recorded, utilization
+from bench.workload import CURVES, DECODERS, TRAIN_ROWS, NodeType, build_studies, resolved, val_macro_f1
 from sweeps import cluster as sweep_cluster
 from sweeps.experiment import BUDGETS
 from sweeps.goemotions_raw import EXPERIMENT
-from sweeps.plan import epoch_tflop, first_trial, searched_space, size_trials
 from sweeps.tuning import JOURNAL, METRIC, MODE, PerStudyASHA, Study, StudySearcher
 from sweeps.tuning import pending_limit as sweep_pending_limit
-from trainables.models import MODELS, ResolvedModel, compute_profile
+from trainables.models import MODELS, compute_profile
 
 GPU_PEAK_TFLOPS = 125.0  # NVIDIA A10(G), bf16 dense tensor cores
 MODEL_FLOPS_UTILIZATION = 0.35
@@ -146,8 +145,6 @@ LOAD_FIXED_S = 20.0  # model load + shared tokenization per trial (assumed)
 WEIGHTS_READ_MB_PER_S = 200.0  # EFS read of the bf16 weights
 FRESH_WORKER_S = 15.0  # DESIGN.md: (128 s - 37 s) / 6 trials
 REUSED_WORKER_S = 1.0  # DESIGN.md: ~0.7-1 s per trial placement
-DECODERS = ("qwen3-0.6b", "qwen2.5-7b")  # trained with QLoRA (sized as decoders)
-DECODER_BATCH_SIZE = 8  # trainables/decoder.py DEFAULTS
 # Node types as cluster/cluster.yaml declares them (resources per node).
 SMALL_NODE = {"CPU": 8.0, "GPU": 1.0, "small_gpu": 1.0}  # g5.2xlarge, 1x A10G
 LARGE_NODE = {"CPU": 8.0, "GPU": 1.0, "large_gpu": 1.0}  # g6e.2xlarge, 1x L40S
@@ -161,14 +158,6 @@ class VirtualClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@dataclass(frozen=True)
-class NodeType:
-    name: str
-    resources: dict[str, float]
-    min_workers: int
-    max_workers: int
 
 
 @dataclass(frozen=True)
@@ -195,43 +184,6 @@ class Latency:
 
 # ---------------------------------------------------------------------------------------------------------------
 # The workload: studies sized by the product, trial times from compute
-
-
-def trial_size_for(model: ResolvedModel, node_types: list[NodeType], batch_size: int,
-                   max_length: int) -> sweep_cluster.TrialSize:
-    """The sweep's own sizing (sweeps/plan.py size_trials) of a model's trials on a cluster of these node types
-    (all launchable), at the largest batch the search may pick, as make_plan sizes them."""
-    cluster = sweep_cluster.Cluster("simulated", [], [sweep_cluster.NodeType(t.name, t.resources, t.max_workers)
-                                                      for t in node_types])
-    return size_trials(model, cluster, True, batch_size=batch_size, max_length=max_length,
-                       decoder=model.name in DECODERS)
-
-
-def resolved(alias: str) -> ResolvedModel:
-    return ResolvedModel(alias, MODELS[alias].hub_id, MODELS[alias].params_m)
-
-
-def build_studies(models: list[str], node_types: list[NodeType], num_samples: int, max_epochs: int,
-                  seed: int, trials: dict[str, int] | None = None) -> list[Study]:
-    """One study per model, as sweeps/run.py studies_of builds them from the plan's rows (goemotions_raw, tpe)."""
-    budget = replace(BUDGETS["full"], max_epochs=max_epochs)
-    fixed = {"max_length": budget.max_length, "seed": seed, "thresholds": "per_label", "metric": "macro_f1"}
-    studies = []
-    for alias in models:
-        model = resolved(alias)
-        space = searched_space(EXPERIMENT, budget, "tpe", fixed)
-        # a decoder trains at the QLoRA recipe's batch size (trainables/decoder.py), an encoder at the largest
-        # the search may pick, as make_plan sizes each
-        batch_size = DECODER_BATCH_SIZE if alias in DECODERS else max(space["batch_size"].choices)
-        size = trial_size_for(model, node_types, batch_size, budget.max_length)
-        studies.append(Study(
-            name=model.name, config={**fixed, "model": model.name, "model_source": model.source,
-                                     "model_revision": model.revision},
-            space=space, num_samples=(trials or {}).get(alias, num_samples), max_concurrent=size.max_concurrent,
-            cpus=size.cpus,
-            gpus=size.gpus, custom=size.custom, first_trial=first_trial(EXPERIMENT, space),
-            epoch_tflop=epoch_tflop(compute_profile(model), TRAIN_ROWS, budget.max_length)))
-    return studies
 
 
 def study_timing(alias: str, share: float, gpu_tflops: float) -> StudyTiming:
@@ -784,16 +736,12 @@ def prediction(latency: Latency, timings: dict[str, StudyTiming], models: list[s
 
 def cluster_sim_records(report: SweepReport) -> list:
     """The simulated trials as bench/cluster_sim.py records its Ray trials."""
-    from bench.cluster_sim import TrialRecord
-
     return [TrialRecord(r.study, r.gpus, r.started_at, r.ended_at, r.epochs_run, r.epochs_planned, False)
             for r in report.records if r.ended_at is not None]
 
 
 def compare(ray_records: list, report: SweepReport, gpus: float) -> list[str]:
     """Ray's measurement and the simulator's prediction, by bench/cluster_sim.py's own measures."""
-    from bench.cluster_sim import makespan, utilization
-
     predicted = cluster_sim_records(report)
     lines = []
     for name, measure_of in (("makespan", makespan), ("utilization", lambda rs: utilization(rs, gpus))):
@@ -811,8 +759,6 @@ def compare(ray_records: list, report: SweepReport, gpus: float) -> list[str]:
 def validate(time_scale: float, num_samples: int, max_epochs: int, seed: int, load_s: float) -> list[str]:
     """bench/cluster_sim.py's real-Ray run of the one-experiment design on the small workload, then the
     simulator with the same inputs and Ray's measured launch latencies."""
-    from bench.cluster_sim import Timing, run_recorded
-
     studies = build_studies(VALIDATION_MODELS, VALIDATION_NODES, num_samples, max_epochs, seed)
     timing = Timing(VALIDATION_EPOCH_S, load_s, time_scale)
     node = VALIDATION_NODES[0]

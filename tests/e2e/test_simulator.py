@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from bench.cluster_sim import Timing, makespan, run_recorded, utilization
 from bench.simulator import (VALIDATION_EPOCH_S, VALIDATION_MODELS, VALIDATION_NODES, VALIDATION_TOLERANCE,
-                             StudyTiming, build_studies, cluster_sim_records, measured_latency, prediction)
+                             StudyTiming, cluster_sim_records, measured_latency, prediction)
+from bench.workload import build_studies
 
 
 def test_simulator_agrees_with_ray():

@@ -6,8 +6,8 @@ import pytest
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
-from bench.simulator import (ClusterSimulation, Latency, NodeType, StudyTiming, VirtualClock, build_studies,
-                             simulate)
+from bench.simulator import ClusterSimulation, Latency, StudyTiming, VirtualClock, simulate
+from bench.workload import NodeType, build_studies
 from sweeps.tuning import PerStudyASHA, StudySearcher
 
 SMALL = NodeType("gpu_small", {"CPU": 8.0, "GPU": 1.0, "small_gpu": 1.0}, 0, 2)
