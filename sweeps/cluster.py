@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,6 +244,25 @@ def trial_size(params_m: float, gpu_share: float, cluster: Cluster, on_gpu: bool
     else:
         concurrent = 4  # --device gpu on a cluster that shows no GPU yet: Ray queues trials until one joins
     return TrialSize(cpus, gpu_share, custom, concurrent, reason)
+
+
+def unreachable(address: str, timeout_s: float = 30.0) -> str | None:
+    """Why nothing answers at a host:port Ray address within `timeout_s`, or None if something does (or the
+    address is `auto` / a ray:// client address, which Ray resolves itself). Ray's own connect retries for about
+    14 minutes before it gives up on a port where nothing listens."""
+    host, _, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not port.isdigit():
+        return None
+    port_number = int(port)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host or "127.0.0.1", port_number), timeout=5).close()
+            return None
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                return f"nothing answered there for {timeout_s:g} s ({error.strerror or error})"
+            time.sleep(1.0)
 
 
 def private_cluster_warning(address: str | None) -> str | None:

@@ -65,6 +65,9 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
     if not on_gpu and args.gpus_per_trial:
         fail(f"--gpus-per-trial {args.gpus_per_trial:g}: trials train on CPUs (--device {args.device}, "
              f"{cluster.describe()})")
+    if args.device == "gpu" and not cluster.max_gpus and cluster.address is None:
+        fail(f"--device gpu: this machine has no GPU torch can see, and the private Ray a sweep starts here never "
+             f"will ({cluster.describe()}); use --device cpu, or --address a cluster with GPU nodes")
     if args.device == "gpu" and not cluster.max_gpus:
         print(f"warning: --device gpu: the cluster shows no GPU yet ({cluster.describe()}); trials wait until GPU "
               f"nodes join", file=sys.stderr)

@@ -24,7 +24,7 @@ from optuna.distributions import CategoricalDistribution
 
 from analysis.best_trials import print_or_fail, write_best_trials
 from sweeps.cli import build_parser, fail, resumed_args
-from sweeps.cluster import (Cluster, ClusterError, check_shared_storage, connected_cluster, local_cluster,
+from sweeps.cluster import (Cluster, ClusterError, check_shared_storage, connected_cluster, local_cluster, unreachable,
                             private_cluster_warning)
 from sweeps.confirmation import CONFIRMATIONS, run_confirmation
 from sweeps.console import TrialLines, quiet_console
@@ -142,6 +142,8 @@ def join_cluster(args: argparse.Namespace) -> Cluster:
         if warning := private_cluster_warning(address):
             print(warning, file=sys.stderr)
         return local_cluster()
+    if problem := unreachable(address):
+        fail(f"--address {address}: cannot join the Ray cluster: {problem}")
     import ray
 
     try:

@@ -134,3 +134,16 @@ def test_jaccard_on_single_label_data_is_refused_before_ray(run_cli, tmp_path, g
         "error: --metric jaccard: goemotions_single is single-label (one emotion per text), where Jaccard is "
         "accuracy; use macro_f1 or micro_f1"]
     assert not (tmp_path / "out").exists()
+
+
+def test_device_gpu_on_a_private_ray_without_a_gpu_is_refused(run_cli, tmp_path, goemotions_dir, tiny_bert):
+    """No GPU can ever join the one-node Ray a sweep starts here: its trials would wait forever."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run_cli(goemotions_raw, *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out", "--device", "gpu"))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: --device gpu: this machine has no GPU") and "--device cpu" in line
+    assert not (tmp_path / "out").exists()

@@ -168,3 +168,21 @@ def test_a_trial_given_a_gpu_it_cannot_see_fails_in_one_line(monkeypatch):
     monkeypatch.setenv(SIMULATED_GPUS_ENV, "1")
     assert trial_device(0.25, 1) == torch.device("cpu")  # declared GPUs in tests: CPU, on purpose
     assert autocast_dtype(torch.device("cpu")) is None
+
+
+def test_an_address_where_nothing_listens_is_found_out_within_the_timeout():
+    """Ray's own connect retries for ~14 minutes; the sweep asks the port first and gives up after the timeout."""
+    import socket
+    import time
+
+    from sweeps.cluster import unreachable
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        open_port = listening.getsockname()[1]
+        assert unreachable(f"127.0.0.1:{open_port}", timeout_s=2) is None
+    started = time.monotonic()
+    problem = unreachable(f"127.0.0.1:{open_port}", timeout_s=2)  # closed now
+    assert problem.startswith("nothing answered there for 2 s") and time.monotonic() - started < 8
+    assert unreachable("auto") is None and unreachable("ray://head:10001") is None
