@@ -171,15 +171,18 @@ class StudyTiming:
 class Latency:
     fresh_worker_s: float = FRESH_WORKER_S
     reused_worker_s: float = REUSED_WORKER_S
-    # Measured: each fresh worker's latency in the order Ray started them (--validate). Workers starting at once
-    # contend for the CPUs, so on a small machine they come up one after another, not all after the median.
-    fresh_worker_starts: tuple[float, ...] = ()
+    # Measured (--validate): each trial's own launch latency in a Ray run, in the order Tune created the trials,
+    # which the simulator's same searcher creates in the same order. Ray's latencies vary from trial to trial
+    # (workers starting at once contend for the CPUs and come up one after another; a worker handed on after a
+    # trial that ran to its end took 1.4 s once where 0.03 s is usual), and a median misses that.
+    by_trial: tuple[tuple[float, bool], ...] = ()  # (seconds, whether Ray gave it a reused worker)
 
-    def fresh(self, started_before: int) -> float:
-        """The latency of the fresh worker started after `started_before` others."""
-        if started_before < len(self.fresh_worker_starts):
-            return self.fresh_worker_starts[started_before]
-        return self.fresh_worker_s
+    def of(self, trial_index: int, reused: bool) -> float:
+        """The launch latency of the trial created `trial_index`-th (from 0) on a fresh or a reused worker: Ray's
+        for that trial where it got the same kind of worker there, else the median of that kind."""
+        if trial_index < len(self.by_trial) and self.by_trial[trial_index][1] == reused:
+            return self.by_trial[trial_index][0]
+        return self.reused_worker_s if reused else self.fresh_worker_s
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -228,6 +231,7 @@ class TrialRun:
     gpus: float
     created_at: float
     noise: random.Random
+    index: int  # the order the experiment created it in, from 0
     node: Node | None = None
     reused_worker: bool = False
     started_at: float | None = None  # the trainable's start, after the launch latency
@@ -278,7 +282,6 @@ class ClusterSimulation:
         self.sequence = 0
         self.records: list[TrialRun] = []
         self.seen_at_ask: dict[str, list[int]] = {}
-        self.fresh_workers = 0  # worker processes started so far
         for node_type in node_types:
             for _ in range(node_type.max_workers if not autoscale else node_type.min_workers):
                 self.nodes.append(Node(node_type, 0.0, 0.0, dict(node_type.resources)))
@@ -320,6 +323,7 @@ class Experiment:
         self.finished_asking = False
         self.searcher_waits = False  # the last ask answered None: nothing changes that until a trial ends
         self.trial_counter = len(simulation.records)
+        self.created: list[TrialRun] = []  # this experiment's trials, in the order they were created
         searcher.set_search_properties(METRIC, MODE, {})
         scheduler.set_search_properties(METRIC, MODE)
 
@@ -363,7 +367,9 @@ class Experiment:
         demand = demand_of(study)
         trial = Trial("simulated_trial", config=config, trial_id=trial_id, stub=True,
                       placement_group_factory=PlacementGroupFactory([demand]))
-        run = TrialRun(trial, study.name, config, demand, study.gpus, sim.clock.now, trial_noise(config))
+        run = TrialRun(trial, study.name, config, demand, study.gpus, sim.clock.now, trial_noise(config),
+                       len(self.created))
+        self.created.append(run)
         sim.records.append(run)
         sim.seen_at_ask.setdefault(study.name, []).append(sum(
             1 for r in sim.records if r.study == study.name and r.ended_at is not None))
@@ -383,11 +389,7 @@ class Experiment:
             self.drop_idle_workers_without_room(node)
             run.node, run.reused_worker = node, reused
             self.launching[id(run)] = run
-            if reused:
-                self.launch(run, self.sim.latency.reused_worker_s)
-            else:
-                self.launch(run, self.sim.latency.fresh(self.sim.fresh_workers))
-                self.sim.fresh_workers += 1
+            self.launch(run, self.sim.latency.of(run.index, reused))
 
     def launch(self, run: TrialRun, latency: float) -> None:
         run.launches += 1
@@ -481,7 +483,10 @@ class Experiment:
         self.end(run, last)
 
     def end(self, run: TrialRun, last_result: dict) -> None:
-        """Tune's stop_trial for a running trial: scheduler, then searcher; its worker waits for the next trial."""
+        """Tune's stop_trial for a running trial: scheduler, then searcher; its worker waits for the next trial,
+        unless the trial reached the scheduler's max_t: ASHA stops it as its function returns, and Ray then keeps
+        no worker to reuse (seen in every such trial of the --validate runs: the next trial waited for another
+        worker to free up, ~1.3 s, while resources stood free)."""
         self.scheduler.on_trial_complete(None, run.trial, last_result)
         self.searcher.on_trial_complete(run.trial.trial_id, result=last_result)
         run.trial.set_status(Trial.TERMINATED)
@@ -490,6 +495,8 @@ class Experiment:
         for key, value in run.demand.items():
             run.node.free[key] += value
         self.searcher_waits = False
+        if run.epochs_run >= self.scheduler.settings["max_t"]:
+            return
         waiting = next((other for other in self.launching.values()
                         if not other.reused_worker and other.demand == run.demand), None)
         if waiting is None:
@@ -501,7 +508,7 @@ class Experiment:
             waiting.node.free[key] += value
             run.node.free[key] -= value
         waiting.node, waiting.reused_worker = run.node, True
-        self.launch(waiting, self.sim.latency.reused_worker_s)
+        self.launch(waiting, self.sim.latency.of(waiting.index, True))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -715,16 +722,24 @@ VALIDATION_TOLERANCE = 0.05
 
 
 def measured_latency(ray_records: list, created_at: dict[str, float]) -> Latency:
-    """Ray's launch latencies in one run (simulated seconds): each fresh worker's, creation to trainable start, in
-    the order they started (the validation workload's first wave fits the cluster, so resources are free when a
-    trial is created); a reused worker's, its previous trial's last report to the next start (median)."""
-    fresh = sorted(r.started_at - created_at[r.trial_id] for r in ray_records if r.worker_trial == 1)
+    """Ray's launch latencies in one run (simulated seconds): each trial's, in the order Tune created them
+    (`created_at` is in that order), from when it could start (created, and on a reused worker its previous
+    trial ended) to its trainable's start; and their medians, for fresh and reused workers."""
+    previous_end: dict[str, float] = {}
     by_worker: dict[int, list] = {}
     for record in sorted(ray_records, key=lambda r: r.started_at):
         by_worker.setdefault(record.worker_pid, []).append(record)
-    reused = [later.started_at - earlier.ended_at for runs in by_worker.values()
-              for earlier, later in zip(runs, runs[1:])]
-    return Latency(statistics.median(fresh), statistics.median(reused) if reused else REUSED_WORKER_S, tuple(fresh))
+    for runs in by_worker.values():
+        for earlier, later in zip(runs, runs[1:]):
+            previous_end[later.trial_id] = earlier.ended_at
+    by_id = {record.trial_id: record for record in ray_records}
+    latency = {trial_id: by_id[trial_id].started_at - max(at, previous_end.get(trial_id, at))
+               for trial_id, at in created_at.items() if trial_id in by_id}
+    fresh = [value for trial_id, value in latency.items() if trial_id not in previous_end]
+    reused = [value for trial_id, value in latency.items() if trial_id in previous_end]
+    return Latency(statistics.median(fresh), statistics.median(reused) if reused else REUSED_WORKER_S,
+                   tuple((latency[trial_id], trial_id in previous_end) if trial_id in latency else (math.nan, None)
+                         for trial_id in created_at))  # (nan, None): it never started
 
 
 def prediction(latency: Latency, timings: dict[str, StudyTiming], models: list[str], node_types: list[NodeType],

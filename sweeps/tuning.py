@@ -140,7 +140,7 @@ SEED_SD = 0.01
 class StudyCounts:
     """One study's trials so far, kept up to date as they are asked and told: reading them from the journal on
     every ask copies every trial of every study, which a large sweep asks thousands of times."""
-    asked: int = 0  # handed out and not failed (restarts of errored trials not counted)
+    asked: int = 0  # handed out and not failed (a grid's failed points count; restarts of errored trials do not)
     failed: int = 0
     finished: int = 0  # COMPLETE or PRUNED: results the sampler learns from
     best: float | None = None  # the best epoch of any finished trial
@@ -166,7 +166,8 @@ class StudySearcher(Searcher):
     Each Optuna trial carries its Tune trial id (user attr `tune_trial_id`), so after a killed driver the journal
     itself says which trials were asked: one asked but never saved in Tune's experiment state is handed out
     again (same Optuna trial, same parameters) instead of being lost or re-sampled. A FAIL trial does not count
-    against its study's budget (a study stops once as many trials failed as its budget: something is broken).
+    against its study's budget (a study stops once as many trials failed as its budget: something is broken),
+    except in a grid, whose budget is its points: a point that failed was tried, and would only fail again.
 
     With a time budget, a study starts no trial that its trials so far say could not finish a first epoch
     before the budget ends: such a trial would only be cut off with nothing to show. With confirmation seeds to
@@ -233,7 +234,7 @@ class StudySearcher(Searcher):
                 for trial in trials:
                     if trial.state != TrialState.WAITING and "restart_of" not in trial.user_attrs:
                         counts.failed += trial.state == TrialState.FAIL
-                        counts.asked += trial.state != TrialState.FAIL
+                        counts.asked += trial.state != TrialState.FAIL or self.search == "grid"
                     self.count_finished(name, trial.state, trial.intermediate_values)
                 self._budget[name] = created.user_attrs.get("trial_budget", study.num_samples)
         return self._optuna
@@ -401,7 +402,7 @@ class StudySearcher(Searcher):
             return  # otherwise it was told before the driver was killed; Tune resumed it only to find it done
         state, value = outcome(frozen.intermediate_values, epochs, result, error)
         tell(study, optuna_id, state, value)
-        if state == TrialState.FAIL:
+        if state == TrialState.FAIL and self.search != "grid":  # a grid's point that failed is still tried
             self._counts[name].asked -= 1
         self.counted(name, state, frozen.intermediate_values)
 
