@@ -245,11 +245,6 @@ class StudySearcher(Searcher):
             counts.finished += 1
             counts.best = max(max(values.values()), counts.best if counts.best is not None else -math.inf)
 
-    def asked(self, name: str) -> int:
-        """Trials the study has handed out and that did not fail (restarts of errored trials not counted)."""
-        self.optuna_studies()
-        return self._counts[name].asked
-
     def running(self, name: str) -> int:
         return sum(1 for study, _ in self.live.values() if study == name)
 
