@@ -176,6 +176,9 @@ class Latency:
     # (workers starting at once contend for the CPUs and come up one after another; a worker handed on after a
     # trial that ran to its end took 1.4 s once where 0.03 s is usual), and a median misses that.
     by_trial: tuple[tuple[float, bool], ...] = ()  # (seconds, whether Ray gave it a reused worker)
+    # Measured too: how long after the trial end that made room Tune created each trial (its controller loop and
+    # the searcher's ask; 0 for the first wave). Seconds on a loaded machine, nothing on an idle one.
+    created_after: tuple[float, ...] = ()
 
     def of(self, trial_index: int, reused: bool) -> float:
         """The launch latency of the trial created `trial_index`-th (from 0) on a fresh or a reused worker: Ray's
@@ -324,6 +327,7 @@ class Experiment:
         self.searcher_waits = False  # the last ask answered None: nothing changes that until a trial ends
         self.trial_counter = len(simulation.records)
         self.created: list[TrialRun] = []  # this experiment's trials, in the order they were created
+        self.creating: list[TrialRun] = []  # asked for, not yet in Tune's list (Latency.created_after)
         searcher.set_search_properties(METRIC, MODE, {})
         scheduler.set_search_properties(METRIC, MODE)
 
@@ -331,7 +335,7 @@ class Experiment:
         sim = self.sim
         while True:
             self.step()
-            if not (self.pending or self.launching or self.running):
+            if not (self.creating or self.pending or self.launching or self.running):
                 if self.finished_asking:
                     return
                 raise RuntimeError("the searcher hands out no trial while none is pending or running")
@@ -350,7 +354,7 @@ class Experiment:
 
     def ask_searcher(self) -> None:
         while (not self.finished_asking and not self.searcher_waits
-               and len(self.pending) + len(self.launching) < self.pending_limit):
+               and len(self.creating) + len(self.pending) + len(self.launching) < self.pending_limit):
             self.trial_counter += 1
             trial_id = f"{self.trial_counter:06d}"
             config = self.searcher.suggest(trial_id)
@@ -367,13 +371,23 @@ class Experiment:
         demand = demand_of(study)
         trial = Trial("simulated_trial", config=config, trial_id=trial_id, stub=True,
                       placement_group_factory=PlacementGroupFactory([demand]))
-        run = TrialRun(trial, study.name, config, demand, study.gpus, sim.clock.now, trial_noise(config),
-                       len(self.created))
+        index = len(self.created)
+        delay = sim.latency.created_after[index] if index < len(sim.latency.created_after) else 0.0
+        run = TrialRun(trial, study.name, config, demand, study.gpus, sim.clock.now + delay, trial_noise(config),
+                       index)
         self.created.append(run)
         sim.records.append(run)
         sim.seen_at_ask.setdefault(study.name, []).append(sum(
             1 for r in sim.records if r.study == study.name and r.ended_at is not None))
         self.scheduler.on_trial_add(None, trial)
+        if delay > 0:
+            self.creating.append(run)
+            sim.schedule(run.created_at, "trial_created", run)
+        else:
+            self.pending.append(run)
+
+    def on_trial_created(self, run: TrialRun) -> None:
+        self.creating.remove(run)
         self.pending.append(run)
 
     def start_pending(self) -> None:
@@ -724,7 +738,8 @@ VALIDATION_TOLERANCE = 0.05
 def measured_latency(ray_records: list, created_at: dict[str, float]) -> Latency:
     """Ray's launch latencies in one run (simulated seconds): each trial's, in the order Tune created them
     (`created_at` is in that order), from when it could start (created, and on a reused worker its previous
-    trial ended) to its trainable's start; and their medians, for fresh and reused workers."""
+    trial ended) to its trainable's start; their medians, for fresh and reused workers; and how long after the
+    latest trial end before it Tune created each trial (0 for the first wave)."""
     previous_end: dict[str, float] = {}
     by_worker: dict[int, list] = {}
     for record in sorted(ray_records, key=lambda r: r.started_at):
@@ -737,9 +752,11 @@ def measured_latency(ray_records: list, created_at: dict[str, float]) -> Latency
                for trial_id, at in created_at.items() if trial_id in by_id}
     fresh = [value for trial_id, value in latency.items() if trial_id not in previous_end]
     reused = [value for trial_id, value in latency.items() if trial_id in previous_end]
+    ends = sorted(record.ended_at for record in ray_records)
+    created_after = tuple(at - max((end for end in ends if end <= at), default=at) for at in created_at.values())
     return Latency(statistics.median(fresh), statistics.median(reused) if reused else REUSED_WORKER_S,
                    tuple((latency[trial_id], trial_id in previous_end) if trial_id in latency else (math.nan, None)
-                         for trial_id in created_at))  # (nan, None): it never started
+                         for trial_id in created_at), created_after)  # (nan, None): it never started
 
 
 def prediction(latency: Latency, timings: dict[str, StudyTiming], models: list[str], node_types: list[NodeType],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import time
 
 import pytest
 from optuna.trial import TrialState
@@ -82,8 +81,7 @@ def test_killed_qlora_trial_continues_from_its_adapter_checkpoint(tmp_path, kind
 def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tiny_bert, slow_epochs_data):
     args = ["--data-dir", slow_epochs_data, "--models", tiny_bert, "--budget", "smoke", "--epochs", 2,
             "--train-rows", TRAIN_ROWS, "--num-samples", 3, "--cpus-per-trial", 1, "--search", "random",
-            "--time-budget", "20m", "--scheduler", "none", "--storage", tmp_path, "--name", "resume",
-            "--no-dashboard"]
+            "--scheduler", "none", "--storage", tmp_path, "--name", "resume", "--no-dashboard"]
     script = REPO / "sweeps" / "goemotions_raw.py"
     proc = start_sweep(script, *args)
     sweep_dir = tmp_path / "resume"
@@ -95,7 +93,6 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tiny_
     assert len(trial_dirs(sweep_dir)) < 3 or not all(len(results(d)) == 2 for d in trial_dirs(sweep_dir)), \
         "the driver was killed too late: the sweep had already finished"
 
-    resumed_at_s = time.time()
     resumed = start_sweep(script, "--resume", "--name", "resume", "--storage", tmp_path, "--no-dashboard")
     output = finish(resumed)
     assert resumed.returncode == 0, output[-3000:]
@@ -118,13 +115,6 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tiny_
         assert frozen.state == TrialState.COMPLETE and frozen.params == {k: params[k] for k in frozen.params}
     # the resumed random sampler drew new configurations, not the killed run's first ones again
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 3
-    # the resumed run went on with the time budget the killed one had left, not a fresh 20 minutes
-    [line] = [line for line in output.splitlines() if "time budget 20m: trials stop by" in line]
-    hours, minutes, seconds = map(int, line.split("stop by ")[1][:8].split(":"))
-    resumed_at = time.localtime(resumed_at_s)
-    seconds_left = (hours * 3600 + minutes * 60 + seconds
-                    - (resumed_at.tm_hour * 3600 + resumed_at.tm_min * 60 + resumed_at.tm_sec)) % 86400
-    assert seconds_left < 20 * 60 - 5, line
 
 
 NAN_SWEEP = '''

@@ -66,8 +66,11 @@ def test_ctrl_c_saves_the_sweep_and_resume_runs_every_trial_exactly_once(tmp_pat
 def test_one_driver_per_experiment(tmp_path, tiny_bert, slow_epochs_data):
     first = start_sweep(SCRIPT, *sweep_args(slow_epochs_data, tiny_bert, tmp_path, "taken", 1))
     wait_until(lambda: (tmp_path / "taken" / "sweep.json").is_file(), first)
-    for extra in ([], ["--resume"]):  # a second driver, asking to resume it or not, is refused and names the first
-        second = start_sweep(SCRIPT, *sweep_args(slow_epochs_data, tiny_bert, tmp_path, "taken", 1), *extra)
+    # a second driver, asking to resume it or not, is refused and names the first (both at once: each takes
+    # seconds to start, and the first must still be running when they ask)
+    seconds = [start_sweep(SCRIPT, *sweep_args(slow_epochs_data, tiny_bert, tmp_path, "taken", 1), *extra)
+               for extra in ([], ["--resume"])]
+    for second in seconds:
         output = finish(second, timeout=120)
         assert second.returncode == 2, output[-3000:]
         [error] = [line for line in output.splitlines() if line.startswith("error: ")]
