@@ -698,20 +698,15 @@ def default_node_types(gpus: int, models: list[str]) -> list[NodeType]:
     return types
 
 
-def model_trials(text: str) -> tuple[str, int]:
-    model, _, count = text.partition(":")
-    try:
-        return model, int(count)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected MODEL:N, e.g. qwen2.5-7b:16") from None
-
-
-def weaker_model(text: str) -> tuple[str, float]:
-    model, _, delta = text.partition(":")
-    try:
-        return model, float(delta)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected MODEL:DELTA, e.g. minilm:-0.08") from None
+def model_value(cast, example: str):
+    """An argparse type for MODEL:VALUE (--trials qwen2.5-7b:16, --weaker minilm:-0.08)."""
+    def parse(text: str) -> tuple[str, float]:
+        model, _, value = text.partition(":")
+        try:
+            return model, cast(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected MODEL:VALUE, e.g. {example}") from None
+    return parse
 
 
 def parse_node_type(text: str) -> NodeType:
@@ -815,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="name:CPU=8,GPU=1,small_gpu=1:MIN:MAX (repeatable; replaces --gpus)")
     parser.add_argument("--models", nargs="+", default=list(EXPERIMENT.models), choices=sorted(CURVES))
     parser.add_argument("--trials-per-model", type=int, default=BUDGETS["full"].num_samples)
-    parser.add_argument("--trials", type=model_trials, action="append",
+    parser.add_argument("--trials", type=model_value(int, "qwen2.5-7b:16"), action="append",
                         help="MODEL:N gives MODEL N trials (not scaled), e.g. qwen2.5-7b:16; repeatable")
     parser.add_argument("--scale-trials", action="store_true",
                         help="trials per model x (GPUs / 8): the same trials per GPU as 30 on 8 GPUs")
@@ -830,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a whole GPU's effective training TFLOP/s")
     parser.add_argument("--seed", type=int, default=0, help="the first seed")
     parser.add_argument("--seeds", type=int, default=1, help="runs per design, seeds --seed, --seed + 1, ...")
-    parser.add_argument("--weaker", type=weaker_model, action="append",
+    parser.add_argument("--weaker", type=model_value(float, "minilm:-0.08"), action="append",
                         help="MODEL:DELTA moves MODEL's learning curve by DELTA (e.g. minilm:-0.08: a clearly weaker "
                              "model, for --design adaptive); repeatable")
     parser.add_argument("--validate", action="store_true",
