@@ -81,7 +81,7 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
 
 def allocation_lines(path: Path, sweep: dict) -> list[str]:
     """With --allocate adaptive, each model's trial budget as it ended and the decision that moved it, from the
-    studies' user attributes in the experiment's Optuna journal (sweeps/tuning.py records them there)."""
+    studies' user attributes in the experiment's Optuna journal (sweeps/searcher.py records them there)."""
     journal = path / "optuna.journal"
     if sweep.get("allocate") != "adaptive" or not journal.is_file():
         return []

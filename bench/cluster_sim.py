@@ -72,7 +72,8 @@ from ray.tune.search.optuna import OptunaSearch
 from bench.workload import TRAIN_ROWS, NodeType, build_studies, val_macro_f1
 from sweeps.experiment import BUDGETS
 from sweeps.goemotions_raw import EXPERIMENT
-from sweeps.tuning import METRIC, MODE, Study, build_tuner, fit
+from sweeps.studies import METRIC, MODE, Study
+from sweeps.tuning import build_tuner, fit
 
 CPU_EXAMPLES_PER_S = 95.6  # a MiniLM trial on this 2-core CPU (../shared/DESIGN.md)
 CPU_EVAL_S_PER_EPOCH = 27.0  # validation + test inference + checkpoint per GoEmotions epoch, same CPU

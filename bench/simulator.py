@@ -12,7 +12,7 @@ launch latency (~0.7-1 s per trial placement here, ../shared/DESIGN.md) is real 
 This simulator has no such latency unless told: it is an input, measured from a Ray run (`--validate`).
 
 What runs for real (the objects the sweep itself builds, type-checked: a stand-in is a TypeError):
-- `sweeps.tuning.StudySearcher`, given this simulator's virtual clock, asked `suggest(trial_id)` and told
+- `sweeps.searcher.StudySearcher`, given this simulator's virtual clock, asked `suggest(trial_id)` and told
   `on_trial_result` / `on_trial_complete` exactly as Ray's TuneController does (Ray 2.60,
   tune/execution/tune_controller.py `_process_trial_result`, `stop_trial`; tune/search/search_generator.py):
   an epoch's result goes to the scheduler first; CONTINUE passes it on to the searcher, STOP does not, and the
@@ -131,7 +131,9 @@ from bench.workload import CURVES, DECODERS, TRAIN_ROWS, NodeType, build_studies
 from sweeps import cluster as sweep_cluster
 from sweeps.experiment import BUDGETS
 from sweeps.goemotions_raw import EXPERIMENT
-from sweeps.tuning import JOURNAL, METRIC, MODE, PerStudyASHA, Study, StudySearcher
+from sweeps.searcher import StudySearcher
+from sweeps.studies import JOURNAL, METRIC, MODE, Study
+from sweeps.tuning import PerStudyASHA
 from sweeps.tuning import pending_limit as sweep_pending_limit
 from trainables.models import MODELS, compute_profile
 
@@ -303,7 +305,7 @@ class ClusterSimulation:
     def run_experiment(self, searcher: StudySearcher, scheduler: PerStudyASHA, pending_limit: int) -> None:
         """One Tune experiment from now until no trial is pending or running."""
         if type(searcher) is not StudySearcher:
-            raise TypeError(f"the simulator drives sweeps.tuning.StudySearcher, not {type(searcher).__name__}")
+            raise TypeError(f"the simulator drives sweeps.searcher.StudySearcher, not {type(searcher).__name__}")
         if type(scheduler) is not PerStudyASHA:
             raise TypeError(f"the simulator drives sweeps.tuning.PerStudyASHA, not {type(scheduler).__name__}")
         if searcher.clock is not self.clock:

@@ -12,7 +12,7 @@ from sweeps import cluster as sweep_cluster
 from sweeps.experiment import BUDGETS
 from sweeps.goemotions_raw import EXPERIMENT
 from sweeps.plan import epoch_tflop, first_trial, searched_space, size_trials
-from sweeps.tuning import Study
+from sweeps.studies import Study
 from trainables.models import MODELS, ResolvedModel, compute_profile
 
 TRAIN_ROWS = 43_410  # GoEmotions train split, all rows (the `full` budget)

@@ -16,7 +16,8 @@ from ray import tune
 from ray.tune.search import BasicVariantGenerator
 
 from analysis.best_trials import ExperimentError, best_runs, read_trials
-from sweeps.tuning import METRIC, MODE, Study, fit, run_config, trial_dirname, trial_resources
+from sweeps.studies import METRIC, MODE, Study
+from sweeps.tuning import fit, run_config, trial_dirname, trial_resources
 from trainables import atomic
 
 CONFIRMATIONS = "confirmations.json"  # the confirmation trials' configs, fixed when the search ends

@@ -26,7 +26,7 @@ import optuna
 from ray.tune import Callback
 from tqdm import tqdm
 
-from sweeps.tuning import METRIC, Study
+from sweeps.studies import METRIC, Study
 
 
 def quiet_console(verbose: bool) -> None:

@@ -23,7 +23,7 @@ from sweeps.cli import LAYOUT, fail
 from sweeps.cluster import (CUDA_CONTEXT_GB, REFERENCE_GPU_MEMORY_GB, Cluster, ClusterError, TrialSize, gpu_class,
                             share_of_gpu, trial_size, use_gpus)
 from sweeps.experiment import BUDGETS, Budget, Experiment
-from sweeps.tuning import JOURNAL
+from sweeps.studies import JOURNAL
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset
 from trainables.hub import hub_reachable
 from trainables.models import (ComputeProfile, ModelError, ResolvedModel, compute_profile, four_bit_problem,
@@ -44,7 +44,7 @@ class Plan:
     models: list[dict]
     search: str
     scheduler: str
-    allocate: str  # even | adaptive: trials per model fixed, or moved to the leaders (sweeps/tuning.py)
+    allocate: str  # even | adaptive: trials per model fixed, or moved to the leaders (sweeps/searcher.py)
     capacity: float  # GPUs (CPUs on CPUs) of the cluster once its autoscaler has added every node it may
     num_samples: int
     time_budget_s: float | None

@@ -31,8 +31,9 @@ from sweeps.console import TrialLines, quiet_console
 from sweeps.driver import INTERRUPTED, DriverLock, Interrupts, LockHeld
 from sweeps.experiment import BUDGETS, Experiment
 from sweeps.plan import Plan, make_plan, print_plan, searched_space
-from sweeps.tuning import (JOURNAL, JournalError, Study, build_tuner, close_cut_trials, fit, open_journal,
-                           time_left_when_saved)
+from sweeps.searcher import time_left_when_saved
+from sweeps.studies import JOURNAL, open_journal, JournalError, Study
+from sweeps.tuning import build_tuner, close_cut_trials, fit
 from trainables import atomic
 from trainables.data import DATASETS, EmotionData
 

@@ -30,7 +30,7 @@ def load_studies(sweep_dir: Path) -> dict:
     """The sweep's Optuna studies, by name, from its journal file."""
     import optuna
 
-    from sweeps.tuning import JOURNAL, open_journal
+    from sweeps.studies import JOURNAL, open_journal
 
     storage = open_journal(sweep_dir / JOURNAL)
     return {name: optuna.load_study(study_name=name, storage=storage) for name in optuna.get_all_study_names(storage)}

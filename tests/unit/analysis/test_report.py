@@ -60,7 +60,8 @@ def test_adaptive_allocation_decisions_are_listed_from_the_journal(tmp_path):
     from optuna.distributions import FloatDistribution
 
     from analysis.report import allocation_lines
-    from sweeps.tuning import JOURNAL, METRIC, Study, StudySearcher
+    from sweeps.searcher import StudySearcher
+    from sweeps.studies import JOURNAL, METRIC, Study
 
     studies = [Study(name, {"model": name, "epochs": 1}, {"lr": FloatDistribution(1e-5, 1e-3, log=True)},
                      num_samples=4, max_concurrent=4, cpus=1, gpus=0) for name in ("strong", "weak")]

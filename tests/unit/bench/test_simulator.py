@@ -8,7 +8,8 @@ from ray.tune.search import Searcher
 
 from bench.simulator import ClusterSimulation, Latency, StudyTiming, VirtualClock, simulate
 from bench.workload import NodeType, build_studies
-from sweeps.tuning import PerStudyASHA, StudySearcher
+from sweeps.searcher import StudySearcher
+from sweeps.tuning import PerStudyASHA
 
 SMALL = NodeType("gpu_small", {"CPU": 8.0, "GPU": 1.0, "small_gpu": 1.0}, 0, 2)
 LARGE = NodeType("gpu_large", {"CPU": 8.0, "GPU": 1.0, "large_gpu": 1.0}, 0, 1)

@@ -9,8 +9,9 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from sweeps.tuning import (JOURNAL, METRIC, PerStudyASHA, Study, StudySearcher, open_journal, pending_limit,
-                           time_left_when_saved)
+from sweeps.searcher import time_left_when_saved, StudySearcher
+from sweeps.studies import JOURNAL, METRIC, open_journal, Study
+from sweeps.tuning import pending_limit, PerStudyASHA
 
 
 class ManualClock:

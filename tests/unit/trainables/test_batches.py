@@ -6,7 +6,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from transformers import AutoTokenizer
 
 from sweeps.run import shared_tokenization
-from sweeps.tuning import Study
+from sweeps.studies import Study
 from trainables.data import load_dataset, preprocess
 from trainables.encoder import length_grouped_batches, token_rows, tokenization_key
 

@@ -1,0 +1,388 @@
+"""`StudySearcher`: a Ray searcher over one Optuna study per model, all in one Tune experiment, that fills the
+cluster and still lets TPE learn (its class docstring says how), with the samplers it asks.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import statistics
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from sweeps.studies import METRIC, MODE, Study, open_journal, outcome, tell
+
+def startup_trials(num_samples: int, cluster_part: float = 0.0) -> int:
+    """TPE's random trials before it models anything: 10 (Optuna's default), a tenth of a large budget, or as many
+    as the study's even part of the cluster holds at once (`cluster_part` trials), whichever is most, but never
+    more than half the budget. Random trials can all run at once while guided ones wait for results, so on a big
+    cluster a first wave smaller than the cluster would leave it part empty until results come in."""
+    return max(1, min(max(10, num_samples // 10, math.floor(cluster_part)), num_samples // 2))
+
+
+def sampler_seed(seed: int, study_name: str, trials_so_far: int) -> int:
+    """Each study's sampler gets its own seed, and a resumed one a new seed (from the trials it already has):
+    with the sweep's seed alone, every study's random draws were the same sequence, and a resumed study drew its
+    first configurations again."""
+    digest = hashlib.sha256(f"{seed}/{study_name}/{trials_so_far}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def make_sampler(search: str, study: Study, seed: int, trials_so_far: int = 0,
+                 startup: int | None = None) -> optuna.samplers.BaseSampler:
+    seed = sampler_seed(seed, study.name, trials_so_far)
+    if search == "grid":
+        return optuna.samplers.GridSampler(study.space, seed=seed)
+    if search == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # constant_liar: trials still running count as bad guesses, so concurrent asks spread out instead of
+    # all landing on the same promising point.
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True,
+                                      n_startup_trials=startup or startup_trials(study.num_samples))
+
+
+# --allocate adaptive: a model is reliably behind when its best validation score, even SEED_SD better, stays below
+# the leader's, even SEED_SD worse (its optimistic estimate below the leader's pessimistic one). SEED_SD is the
+# spread of one configuration's score over seeds, which the confirmation phase measures: 0.004-0.011 macro-F1 /
+# Jaccard on GoEmotions, SemEval E-c and dair-ai emotion (docs/benchmarks.md, "Search quality").
+SEED_SD = 0.01
+
+
+@dataclass
+class StudyCounts:
+    """One study's trials so far, kept up to date as they are asked and told: reading them from the journal on
+    every ask copies every trial of every study, which a large sweep asks thousands of times."""
+    asked: int = 0  # handed out and not failed (a grid's failed points count; restarts of errored trials do not)
+    failed: int = 0
+    finished: int = 0  # COMPLETE or PRUNED: results the sampler learns from
+    best: float | None = None  # the best epoch of any finished trial
+
+
+class StudySearcher(Searcher):
+    """A Ray searcher over one Optuna study per model, kept in the experiment's journal file.
+
+    Which study gets a free slot: the one with the most work left (its trials still to ask x their expected
+    GPU-seconds: the plan's compute estimate per epoch until trials have run, then the median measured trial),
+    so the longest trials start first and the slowest model does not run alone at the end. Without estimates,
+    the one with the fewest trials so far.
+
+    How many trials a study has in flight (asked and not yet ended, pending ones included):
+    - never more than its `max_concurrent` (the cluster's room for its trials, or --max-concurrent);
+    - with `capacity` (the cluster's GPUs, or CPUs on a CPU sweep, once the autoscaler has added every node
+      it may): trials in flight hold at most that much, and a study past its even part of it (capacity over the
+      open studies' shares, growing as studies finish) gets a slot only when no study below its part can use it;
+    - TPE: its random startup trials may all be in flight at once; a guided trial only while the study has no more
+      guided trials in flight than it has results (at least its startup count), so each wave of guided trials
+      learns from the trials before it, instead of TPE turning into random search on a big cluster.
+
+    Each Optuna trial carries its Tune trial id (user attr `tune_trial_id`), so after a killed driver the journal
+    itself says which trials were asked: one asked but never saved in Tune's experiment state is handed out
+    again (same Optuna trial, same parameters) instead of being lost or re-sampled. A FAIL trial does not count
+    against its study's budget (a study stops once as many trials failed as its budget: something is broken),
+    except in a grid, whose budget is its points: a point that failed was tried, and would only fail again.
+
+    With a time budget, a study starts no trial that its trials so far say could not finish a first epoch
+    before the budget ends: such a trial would only be cut off with nothing to show. With confirmation seeds to
+    follow, it also keeps room for them: no trial starts that could not end before the time its confirmation
+    trials need (each trains the most epochs the search may choose, at its slowest first epoch so far, once per
+    round of `max_concurrent` seeds). The deadline is the one Tune's own time budget stops at: on --resume both
+    go on with the time the sweep had left when its state was last saved (time while no driver ran is not spent).
+
+    `allocate="adaptive"`: once every study has finished its startup trials, a study whose best score even
+    SEED_SD better is below the leader's even SEED_SD worse gives its remaining trials to the studies not behind;
+    each decision is printed and kept in the journal (study user attrs `trial_budget` and `allocation`).
+    """
+
+    def __init__(self, studies: list[Study], journal: Path, search: str, seed: int,
+                 time_budget_s: float | None = None, confirm_seeds: int = 0, *, capacity: float | None = None,
+                 allocate: str = "even", clock: Callable[[], float] = time.time):
+        super().__init__(metric=METRIC, mode=MODE)
+        self.studies = {study.name: study for study in studies}
+        self.journal = Path(journal)
+        self.search = search
+        self.seed = seed
+        self.time_budget_s = time_budget_s
+        self.confirm_seeds = confirm_seeds
+        self.capacity = capacity
+        self.allocate = allocate
+        self.clock = clock  # wall time; the cluster simulator (bench/simulator.py) passes its virtual clock
+        self.live: dict[str, tuple[str, int | None]] = {}  # Tune trial id -> (study, Optuna trial id)
+        self._optuna: dict[str, optuna.Study] | None = None  # opened on first use: the searcher is pickled
+        self._orphans: dict[str, list[int]] = {}
+        self._counts: dict[str, StudyCounts] = {}
+        self._budget: dict[str, int] = {}  # trials each study may ask (moved between studies by --allocate adaptive)
+        self._continued: dict[str, dict[int, float]] = {}  # epochs of resumed trials whose journal trial had ended
+        self._time_left_s: float | None = None  # from the saved state of the run this one resumes
+        self._deadline: float | None = None  # set when trials start (Tune counts its time budget from there)
+        self._first_epoch_s: dict[str, list[float]] = {}  # per study: seconds from trial start to epoch 1
+        self._trial_s: dict[str, list[float]] = {}  # per study: wall seconds of its ended trials
+
+    def __getstate__(self):
+        return {**self.__dict__, "_optuna": None, "_orphans": {}, "_counts": {}, "_budget": {}, "_deadline": None}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # the space is the studies'; metric and mode are fixed
+
+    def optuna_studies(self) -> dict[str, optuna.Study]:
+        if self._optuna is None:
+            storage = open_journal(self.journal)
+            self._optuna = {}
+            asked = {optuna_id for _, optuna_id in self.live.values()}
+            for name, study in self.studies.items():
+                created = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                              load_if_exists=True)
+                trials = created.get_trials(deepcopy=False)
+                created.sampler = make_sampler(self.search, study, self.seed, len(trials), self.startup(name))
+                if not trials and study.first_trial and self.search != "grid":
+                    created.enqueue_trial(study.first_trial)
+                if created.metric_names is None:  # optuna-dashboard's name for the objective
+                    with warnings.catch_warnings():  # experimental since Optuna 3.2, and still there in 5.0
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        created.set_metric_names([f"val {study.config.get('metric', 'macro_f1')}"])
+                self._optuna[name] = created
+                self._orphans[name] = [t._trial_id for t in trials
+                                       if t.state == TrialState.RUNNING and t._trial_id not in asked]
+                self._counts[name] = counts = StudyCounts()
+                for trial in trials:
+                    if trial.state != TrialState.WAITING and "restart_of" not in trial.user_attrs:
+                        counts.failed += trial.state == TrialState.FAIL
+                        counts.asked += trial.state != TrialState.FAIL or self.search == "grid"
+                    self.count_finished(name, trial.state, trial.intermediate_values)
+                self._budget[name] = created.user_attrs.get("trial_budget", study.num_samples)
+        return self._optuna
+
+    def count_finished(self, name: str, state: TrialState, values: dict[int, float]) -> None:
+        if state in (TrialState.COMPLETE, TrialState.PRUNED) and values:
+            counts = self._counts[name]
+            counts.finished += 1
+            counts.best = max(max(values.values()), counts.best if counts.best is not None else -math.inf)
+
+    def running(self, name: str) -> int:
+        return sum(1 for study, _ in self.live.values() if study == name)
+
+    def has_trials_left(self, name: str) -> bool:
+        counts = self._counts[name]
+        return bool(self._orphans[name]) or (
+            counts.asked < self._budget[name] and counts.failed < self.studies[name].num_samples)
+
+    def too_late(self, name: str) -> bool:
+        """Whether a trial of this study started now would end with the time budget before its first epoch."""
+        seen, ended = self._first_epoch_s.get(name), self._trial_s.get(name)
+        if self.confirm_seeds and self._deadline and seen and ended:
+            # each confirmation trial trains all the epochs the search may choose, one epoch as long as its
+            # trials' first epochs so far, `max_concurrent` at a time
+            rounds = math.ceil(self.confirm_seeds / self.studies[name].max_concurrent)
+            reserve = rounds * self.max_epochs(name) * max(seen)
+            return self.clock() + statistics.median(ended) + reserve > self._deadline
+        return bool(self._deadline and seen and self.clock() + statistics.median(seen) > self._deadline)
+
+    def max_epochs(self, name: str) -> int:
+        study = self.studies[name]
+        searched = study.distributions.get("epochs")
+        if searched is None:
+            return int(study.config.get("epochs", 1))
+        return int(max(searched.choices) if hasattr(searched, "choices") else searched.high)
+
+    @staticmethod
+    def units(study: Study) -> float:
+        """What a trial holds of the resource that bounds the sweep: its GPU share, or its CPUs on CPUs."""
+        return study.gpus or study.cpus
+
+    def order(self, names: list[str]) -> list[str]:
+        """Studies by work left, most first (see the class docstring)."""
+        def trials_left(name: str) -> int:
+            return max(0, self._budget[name] - self._counts[name].asked) + len(self._orphans[name])
+
+        if all(self._trial_s.get(name) for name in names):
+            work_left = {name: trials_left(name) * statistics.median(self._trial_s[name])
+                         * self.units(self.studies[name]) for name in names}
+        elif all(self.studies[name].epoch_tflop for name in names):
+            work_left = {name: trials_left(name) * self.studies[name].epoch_tflop * self.max_epochs(name)
+                         for name in names}
+        else:
+            return sorted(names, key=lambda name: self._counts[name].asked)
+        return sorted(names, key=work_left.get, reverse=True)
+
+    def even_parts(self, names: list[str]) -> dict[str, float]:
+        """Each study's even part of the cluster, in trials: the capacity split so that every study may hold the
+        same number of trials, except that a study never gets more than it can use (its `max_concurrent`, e.g. a
+        7B model on the few large-GPU nodes); what it cannot use is split among the others (water-filling)."""
+        parts: dict[str, float] = {}
+        left, open_names = float(self.capacity or 0.0), list(names)
+        while open_names:
+            trials_each = left / sum(self.units(self.studies[name]) for name in open_names)
+            capped = [name for name in open_names if self.studies[name].max_concurrent <= trials_each]
+            if not capped:
+                parts.update({name: trials_each for name in open_names})
+                break
+            for name in capped:
+                parts[name] = self.studies[name].max_concurrent
+                left -= parts[name] * self.units(self.studies[name])
+                open_names.remove(name)
+        return parts
+
+    def startup(self, name: str) -> int:
+        """The study's random startup trials (startup_trials), enough to fill its even part of the cluster."""
+        part = self.even_parts(list(self.studies))[name] if self.capacity else 0.0
+        return startup_trials(self.studies[name].num_samples, part)
+
+    def learning_room(self, name: str) -> bool:
+        """TPE: startup trials all at once; guided ones no more in flight than the study has results."""
+        study = self.studies[name]
+        if self.search != "tpe" or self._orphans[name]:
+            return True
+        startup = self.startup(name)
+        return self._counts[name].asked < startup or self.running(name) < max(startup, self._counts[name].finished)
+
+    def slot_for(self, names: list[str]) -> str | None:
+        """The first study (in `names`' order) that may start a trial now, preferring studies below their even
+        part of the cluster."""
+        in_flight = sum(self.units(self.studies[study]) for study, _ in self.live.values())
+        ready = [name for name in names
+                 if self.running(name) < self.studies[name].max_concurrent and self.learning_room(name)
+                 and (self.capacity is None or in_flight + self.units(self.studies[name]) <= self.capacity + 1e-9)]
+        if self.capacity is None or not ready:
+            return ready[0] if ready else None
+        parts = self.even_parts(names)
+        return next((name for name in ready if self.running(name) < parts[name]), ready[0])
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        studies = self.optuna_studies()
+        if self.time_budget_s and self._deadline is None:
+            left = self._time_left_s if self._time_left_s is not None else self.time_budget_s
+            self._deadline = self.clock() + left
+        open_studies = [name for name in self.studies if self.has_trials_left(name) and not self.too_late(name)]
+        if not open_studies:
+            return Searcher.FINISHED
+        name = self.slot_for(self.order(open_studies))
+        if name is None:
+            return None  # every open study is at its bound: Tune asks again when a trial ends
+        if self._orphans[name]:
+            trial = optuna.Trial(studies[name], self._orphans[name].pop(0))
+        else:
+            trial = studies[name].ask(self.studies[name].distributions)
+            self._counts[name].asked += 1
+        trial.set_user_attr("tune_trial_id", trial_id)
+        self.live[trial_id] = (name, trial._trial_id)
+        return {**self.studies[name].config, **trial.params, "study": name}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Each epoch's value goes into the study as an intermediate value (what PRUNED trials keep)."""
+        if trial_id not in self.live:  # restarted from an errored trial (--restart-errored): Tune made it
+            self.live[trial_id] = (result["config/study"], None)
+        name, optuna_id = self.live[trial_id]
+        if result.get("training_iteration") == 1 and "time_total_s" in result:
+            self._first_epoch_s.setdefault(name, []).append(float(result["time_total_s"]))
+        if optuna_id is not None and METRIC in result:
+            frozen = self.optuna_studies()[name]._storage.get_trial(optuna_id)
+            step = int(result["training_iteration"])
+            if step in frozen.intermediate_values:
+                return  # a resumed trial reporting an epoch the journal has (Tune restored it from before)
+            if frozen.state != TrialState.RUNNING:  # its journal trial ended (errored) before Tune resumed it
+                self._continued.setdefault(trial_id, {})[step] = float(result[METRIC])
+            else:
+                optuna.Trial(self._optuna[name], optuna_id).report(float(result[METRIC]), step)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self.live:
+            return
+        if result:  # the last epoch: Tune does not pass a result that stops a trial to on_trial_result
+            self.on_trial_result(trial_id, result)
+        name, optuna_id = self.live.pop(trial_id)
+        if result and "time_total_s" in result:
+            self._trial_s.setdefault(name, []).append(float(result["time_total_s"]))
+        study = self.optuna_studies()[name]
+        if optuna_id is None:
+            self.record_restart(study, trial_id, result, error)
+            return
+        frozen = study._storage.get_trial(optuna_id)
+        epochs = frozen.params.get("epochs", self.studies[name].config.get("epochs"))
+        if frozen.state.is_finished():
+            continued = self._continued.pop(trial_id, None)
+            if continued:  # Tune resumed a trial the journal had ended, and it trained on: a trial of its own
+                values = {**frozen.intermediate_values, **continued}
+                state, value = outcome(values, epochs, result, error)
+                study.add_trial(optuna.trial.create_trial(
+                    state=state, value=value, params=frozen.params, distributions=frozen.distributions,
+                    intermediate_values=values, user_attrs={"tune_trial_id": trial_id, "continues": frozen.number}))
+                self.counted(name, state, values)
+            return  # otherwise it was told before the driver was killed; Tune resumed it only to find it done
+        state, value = outcome(frozen.intermediate_values, epochs, result, error)
+        tell(study, optuna_id, state, value)
+        if state == TrialState.FAIL and self.search != "grid":  # a grid's point that failed is still tried
+            self._counts[name].asked -= 1
+        self.counted(name, state, frozen.intermediate_values)
+
+    def counted(self, name: str, state: TrialState, values: dict[int, float]) -> None:
+        """A trial of `name` ended as `state`: count it, and with --allocate adaptive, see who is behind."""
+        self._counts[name].failed += state == TrialState.FAIL
+        self.count_finished(name, state, values)
+        if self.allocate == "adaptive":
+            self.reallocate()
+
+    def reallocate(self) -> None:
+        """Move the remaining trials of studies reliably behind the leader to the studies that are not."""
+        counts = self._counts
+        if any(counts[name].finished < self.startup(name) or counts[name].best is None for name in self.studies):
+            return
+        leader = max(self.studies, key=lambda name: counts[name].best)
+        behind = [name for name in self.studies
+                  if counts[name].best + SEED_SD < counts[leader].best - SEED_SD
+                  and self._budget[name] > counts[name].asked]
+        ahead = [name for name in self.studies
+                 if counts[name].best + SEED_SD >= counts[leader].best - SEED_SD]
+        for name in behind:
+            spare = self._budget[name] - counts[name].asked
+            self._budget[name] = counts[name].asked
+            shares = [spare // len(ahead) + (rank < spare % len(ahead)) for rank in range(len(ahead))]
+            for receiver, extra in zip(sorted(ahead, key=lambda n: counts[n].best, reverse=True), shares):
+                self._budget[receiver] += extra
+            decision = (f"{name} (best {counts[name].best:.4f}) is behind {leader} (best {counts[leader].best:.4f}) "
+                        f"by more than 2 x {SEED_SD}: its {spare} remaining trials go to {', '.join(ahead)}")
+            print(f"allocate adaptive: {decision}", flush=True)
+            self._optuna[name].set_user_attr("allocation", decision)
+            for study in (name, *ahead):
+                self._optuna[study].set_user_attr("trial_budget", self._budget[study])
+
+    def record_restart(self, study: optuna.Study, trial_id: str, result: dict | None, error: bool) -> None:
+        """A trial Tune restarted from scratch after it errored: recorded in the study as a trial of its own."""
+        distributions = self.studies[study.study_name].distributions
+        result = result or {}
+        params = {key: result[f"config/{key}"] for key in distributions if f"config/{key}" in result}
+        values = {int(result["training_iteration"]): float(result[METRIC])} if METRIC in result else {}
+        state, value = outcome(values, result.get("config/epochs"), result, error)
+        study.add_trial(optuna.trial.create_trial(
+            state=state, value=value, params=params, intermediate_values=values,
+            distributions={key: distributions[key] for key in params},
+            user_attrs={"tune_trial_id": trial_id, "restart_of": "errored trial"}))
+
+    def save(self, checkpoint_path: str) -> None:
+        """With the trials in flight, the time budget left now: Tune's stopper saves its own at the same moment."""
+        time_left_s = self._deadline - self.clock() if self._deadline else self._time_left_s
+        Path(checkpoint_path).write_text(json.dumps({"live": self.live, "time_left_s": time_left_s}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        saved = json.loads(Path(checkpoint_path).read_text())
+        self.live = {trial_id: tuple(entry) for trial_id, entry in saved["live"].items()}
+        self._time_left_s = saved.get("time_left_s")
+        self._deadline = None  # set again from the time left at the first ask
+        self._optuna = None  # reopen: trials asked after this state was saved become orphans to hand out
+
+
+def time_left_when_saved(experiment_dir: Path) -> float | None:
+    """The time budget the search had left at its last saved state (None: never saved, or no budget): what a
+    resumed sweep goes on with."""
+    states = sorted(Path(experiment_dir).glob(Searcher.CKPT_FILE_TMPL.format("*")), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return None
+    try:
+        return json.loads(states[-1].read_text()).get("time_left_s")
+    except (OSError, ValueError):
+        return None

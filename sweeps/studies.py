@@ -1,0 +1,81 @@
+"""What every phase of a sweep shares about its studies: one Optuna study per model (`Study`), kept in the
+experiment's journal file (`open_journal`), and how a trial's end is told to Optuna (`outcome`, `tell`): COMPLETE
+when it ran all its epochs, PRUNED (with its per-epoch values) when the scheduler or the time budget stopped it,
+FAIL when it errored. Ray's OptunaSearch tells any trial with a metric COMPLETE, so TPE would learn from truncated
+runs as if they were final.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.trial import TrialState
+
+METRIC = "val_score"  # the selected metric (--metric) on validation, at thresholds tuned for it
+MODE = "max"
+JOURNAL = "optuna.journal"
+
+
+class JournalError(ValueError):
+    """The experiment's journal file exists but is not an Optuna journal."""
+
+
+@dataclass
+class Study:
+    """One model's (or model × variant's) search: what its trials share, what they search, how many run."""
+    name: str
+    config: dict  # every trial of the study gets these values (model, model_source, fixed values)
+    space: dict  # key -> Optuna distribution (random / tpe) or list of values (grid)
+    num_samples: int
+    max_concurrent: int
+    cpus: float
+    gpus: float
+    custom: dict[str, float] = field(default_factory=dict)  # custom resources per trial (large_gpu / small_gpu)
+    first_trial: dict | None = None  # tpe/random: the point tried first (the recipe's defaults)
+    epoch_tflop: float = 0.0  # the plan's estimate of one epoch's training compute (before any trial has run)
+    distributions: dict[str, BaseDistribution] = field(init=False)
+
+    def __post_init__(self):
+        self.distributions = {key: CategoricalDistribution(value) if isinstance(value, list) else value
+                              for key, value in self.space.items()}
+
+
+def open_journal(path: Path) -> optuna.storages.JournalStorage:
+    """The experiment's Optuna storage: a journal file, safe on NFS/EFS, that optuna-dashboard opens."""
+    from optuna.storages.journal import JournalFileBackend
+
+    if path.is_file() and path.stat().st_size:
+        first = path.read_text(errors="replace").split("\n", 1)[0]
+        try:
+            is_journal = "op_code" in json.loads(first)
+        except (json.JSONDecodeError, TypeError):
+            is_journal = False
+        if not is_journal:
+            raise JournalError(f"{path}:1: not an Optuna journal (each line is a JSON operation with an op_code)")
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def tell(study: optuna.Study, trial_id: int, state: TrialState, value: float | None = None) -> None:
+    """study.tell for a trial of this study (by storage id). A GridSampler asks the study to stop once its grid is
+    used up, which Optuna allows only inside study.optimize and answers with RuntimeError; here the study's
+    budget ends it, and Optuna has stored the trial before the sampler asks."""
+    try:
+        study.tell(optuna.Trial(study, trial_id), value, state=state)
+    except RuntimeError:
+        if not isinstance(study.sampler, optuna.samplers.GridSampler):
+            raise
+
+
+def outcome(values: dict[int, float], epochs: int | None, result: dict | None, error: bool
+            ) -> tuple[TrialState, float | None]:
+    """COMPLETE with the best epoch's value when the trial ran all its epochs (analysis keeps that epoch's
+    checkpoint), PRUNED when the scheduler or the time budget stopped it early, FAIL when it errored or never
+    reported an epoch."""
+    if error or not values:
+        return TrialState.FAIL, None
+    if result and epochs and result.get("training_iteration", 0) >= int(epochs):
+        return TrialState.COMPLETE, max(values.values())
+    return TrialState.PRUNED, None
