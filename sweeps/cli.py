@@ -2,7 +2,9 @@
 before anything starts), and `fail`, the one way a check before Ray ends the run.
 
 `--resume` restores the saved flags of the experiment it continues (`resumed_args`), so a resumed sweep plans
-exactly what it planned at its start.
+exactly what it planned at its start, where the experiment is now: a copied or moved one continues in its new place.
+A damaged sweep.json, an experiment of another sweep file, or a flag beside --resume that it cannot change is one line
+and exit 2, like a bad flag.
 """
 from __future__ import annotations
 
@@ -20,6 +22,10 @@ from trainables.data import DATASETS
 from trainables.metrics import METRICS
 
 LAYOUT = "one-experiment"  # sweep.json of experiments where every study runs in one Tune experiment
+# Flags a resume applies anew; Tune restores the rest (time budget, retries, W&B, the searcher) from the experiment.
+RESUME_MAY_CHANGE = ("address", "no_dashboard", "verbose", "dry_run", "restart_errored")
+RESUME_LOCATES = ("resume", "storage", "name")  # where the experiment is now, not where it started
+OLDER_SWEEPS = {"device": "auto", "metric": "macro_f1", "confirm_seeds": 0}  # saved before these flags existed
 
 
 def fail(message: str) -> None:
@@ -84,10 +90,13 @@ def duration(text: str) -> float:
     return seconds
 
 
+def nearest_existing(path: Path) -> Path:
+    return next(parent for parent in (path, *path.parents) if parent.exists())
+
+
 def storage_dir(text: str) -> str:
     """--storage: a directory, or one that can be made (its nearest existing parent is a writable directory)."""
-    path = Path(text).expanduser()
-    existing = next(parent for parent in (path, *path.parents) if parent.exists())
+    existing = nearest_existing(Path(text).expanduser())
     if not existing.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r}: {existing} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -100,6 +109,25 @@ def experiment_name(text: str) -> str:
     if not text.strip() or text in (".", "..") or "/" in text or "\0" in text:
         raise argparse.ArgumentTypeError(f"{text!r} is not a directory name (one path component, no '/')")
     return text
+
+
+def check_name(args: argparse.Namespace) -> None:
+    """--name against --storage, before anything prints or starts: a name longer than the filesystem's limit, or one
+    a file already has, would end the sweep in a traceback once its plan had printed."""
+    if args.name is None:
+        return
+    storage = Path(args.storage).expanduser()
+    existing = nearest_existing(storage)
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    if len(os.fsencode(args.name)) > name_max:
+        fail(f"--name: {len(os.fsencode(args.name))} bytes, longer than the {name_max} a file name may have in "
+             f"{existing}")
+    taken = storage / args.name
+    if taken.exists() and not taken.is_dir():
+        fail(f"--name {args.name}: {taken.resolve()} is a file, not an experiment directory; pick another --name")
 
 
 def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
@@ -129,7 +157,10 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
     add("--data-dir", help="dataset files in their release format (default: load from the hub)")
     add("--storage", type=storage_dir, default="results", help="where experiment directories go (default ./results)")
     add("--name", type=experiment_name, help="experiment name (default <sweep>-<date>-<time>)")
-    add("--resume", action="store_true", help="continue the experiment --name with its saved settings")
+    add("--resume", action="store_true",
+        help="continue the experiment --storage/--name with its saved settings, where it is now (a copied or moved "
+             "one too); beside it only --address, --no-dashboard, --verbose, --dry-run and --restart-errored may "
+             "change, any other flag must restate the saved value")
     add("--restart-errored", action="store_true", help="with --resume: start errored trials over from scratch "
                                                         "(default: continue them from their last checkpoint)")
     add("--wandb", choices=("off", "offline", "online"), default="off", help="W&B logging, one run per trial")
@@ -137,6 +168,9 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
     add("--cpus-per-trial", type=positive(int), help="override the CPUs per trial")
     add("--seed", type=number(int, 0, MAX_SEED), default=0, help="seed for subsampling, samplers and training "
                                                                   "(default 0)")
+    add("--deterministic", action="store_true",
+        help="reproducible trials: torch's deterministic algorithms, cuBLAS's deterministic workspace, no cuDNN "
+             "autotuning (slower on GPUs; an op with no deterministic version fails its trial)")
     add("--thresholds", choices=("exact", "optuna"), default="exact", help="threshold search on validation")
     add("--max-failures", type=number(int, 0, MAX_COUNT), default=2,
         help="retries of a failed trial from its checkpoint")
@@ -156,21 +190,101 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
     return parser
 
 
-def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The flags of the experiment `--resume --name` continues, as saved in its sweep.json, with the commits it
-    started on (not whatever the hub's main branch points to now) and the flags a resume may set anew."""
+def resumed_args(experiment: Experiment, args: argparse.Namespace, argv: list[str]) -> argparse.Namespace:
+    """The flags of the experiment `--resume --storage --name` continues, as saved in its sweep.json and checked as
+    if given again, with the commits it started on (not whatever the hub's main branch points to now). It continues
+    where it is now, so --storage and --name are the given ones (the saved ones name where it started). A flag
+    given beside --resume is applied if RESUME_MAY_CHANGE has it, else refused unless it restates the saved value:
+    silently dropping it would run a sweep other than the one asked for."""
     if not args.name:
         fail("--resume needs --name of the experiment to continue")
     saved = Path(args.storage).expanduser().resolve() / args.name / "sweep.json"
+    sweep = saved_sweep(saved, experiment)
+    parser = build_parser(experiment)
+    defaults = {action.dest: action.default for action in parser._actions if action.default != argparse.SUPPRESS}
+    values = {**defaults, **saved_flags(parser, {**OLDER_SWEEPS, **sweep["args"]}, saved),
+              **pinned_revisions(sweep, saved)}
+    for dest in given_flags(experiment, argv):
+        if dest not in RESUME_MAY_CHANGE + RESUME_LOCATES and getattr(args, dest) != values[dest]:
+            flag = f"--{dest.replace('_', '-')}"
+            fail(f"{flag}: --resume continues {saved.parent} with its saved {flag} ({shown(values[dest])}); a resume "
+                 f"may change only {', '.join('--' + d.replace('_', '-') for d in RESUME_MAY_CHANGE)} (a new --name "
+                 f"starts a sweep with other settings)")
+    given = {dest: getattr(args, dest) for dest in RESUME_MAY_CHANGE + RESUME_LOCATES}
+    return argparse.Namespace(**{**values, **given})
+
+
+def saved_sweep(saved: Path, experiment: Experiment) -> dict:
+    """The experiment's sweep.json, if it is one this sweep file can continue."""
     if not saved.is_file():
         fail(f"--resume: {saved} not found (no such experiment)")
-    sweep = json.loads(saved.read_text())
+    try:
+        sweep = json.loads(saved.read_bytes())
+    except json.JSONDecodeError as error:
+        fail(f"{saved}:{error.lineno}: not valid JSON ({error.msg}, column {error.colno}); the experiment's saved "
+             f"plan is damaged")
+    except ValueError as error:  # not UTF-8
+        fail(f"{saved}: not valid JSON ({error}); the experiment's saved plan is damaged")
+    if not isinstance(sweep, dict) or not isinstance(sweep.get("args"), dict):
+        fail(f"{saved}: args: missing; not a sweep's saved plan (an object with the flags it ran with)")
     if sweep.get("layout") != LAYOUT:
         fail(f"--resume: {saved}: made by an older layout (one Tune experiment per model), which this version "
              f"cannot continue; start a new --name")
-    pinned = {"data_revision": sweep.get("data_revision"),
-              "model_revisions": {m["name"]: m.get("revision") for m in sweep.get("models", [])}}
-    keep = {**pinned, "resume": True, "restart_errored": args.restart_errored, "address": args.address,
-            "no_dashboard": args.no_dashboard, "dry_run": args.dry_run, "verbose": args.verbose}
-    return argparse.Namespace(**{"device": "auto", "metric": "macro_f1", "confirm_seeds": 0,  # older sweeps
-                                 **sweep["args"], **keep})
+    if not all(isinstance(sweep.get(key), str) for key in ("experiment", "dataset")):
+        fail(f"{saved}: experiment, dataset: missing; not a sweep's saved plan (the sweep file and dataset it ran)")
+    if (sweep["experiment"], sweep["dataset"]) != (experiment.name, experiment.dataset):
+        fail(f"--resume: {saved.parent} is an experiment of sweeps/{sweep['experiment']}.py on "
+             f"{sweep['dataset']}, not of sweeps/{experiment.name}.py on {experiment.dataset}; resume it with "
+             f"the sweep file that started it")
+    return sweep
+
+
+def saved_flags(parser: argparse.ArgumentParser, saved_args: dict, saved: Path) -> dict:
+    """Each saved flag through its own flag's rule, as if given again: a damaged or hand-edited value is one line
+    naming its field here, not a traceback in the plan or in every trial."""
+    return {action.dest: saved_flag(parser, action, saved_args[action.dest], f"{saved}: args.{action.dest}")
+            for action in parser._actions
+            if action.dest in saved_args and action.dest not in RESUME_MAY_CHANGE + RESUME_LOCATES}
+
+
+def saved_flag(parser: argparse.ArgumentParser, action: argparse.Action, value, where: str):
+    flag = action.option_strings[-1]
+    if action.nargs == 0:  # a switch (--deterministic): saved as true or false
+        if not isinstance(value, bool):
+            fail(f"{where}: {json.dumps(value)[:80]} is not a value of {flag} (true or false)")
+        return value
+    if value is None and action.default is None:
+        return None
+    many = action.nargs == "+"
+    scalar = (str, int, float)
+    if (not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)) if many
+            else isinstance(value, bool) or not isinstance(value, scalar)):
+        fail(f"{where}: {json.dumps(value)[:80]} is not a value of {flag}")
+    parser.error = lambda message: fail(f"{where}: {message.removeprefix(f'argument {flag}: ')}")
+    return getattr(parser.parse_args([flag, *value] if many else [f"{flag}={value}"]), action.dest)
+
+
+def pinned_revisions(sweep: dict, saved: Path) -> dict:
+    """The hub commits of the data and of each model the experiment started on."""
+    models = sweep.get("models", [])
+    if not (isinstance(models, list) and all(isinstance(m, dict) and isinstance(m.get("name"), str)
+                                             and isinstance(m.get("revision"), (str, type(None))) for m in models)):
+        fail(f"{saved}: models: not a list of models, each with its name and hub revision")
+    if not isinstance(sweep.get("data_revision"), (str, type(None))):
+        fail(f"{saved}: data_revision: {json.dumps(sweep['data_revision'])[:80]} is not a hub commit")
+    return {"data_revision": sweep.get("data_revision"), "model_revisions": {m["name"]: m.get("revision")
+                                                                             for m in models}}
+
+
+def given_flags(experiment: Experiment, argv: list[str]) -> list[str]:
+    """The flags on the command line (their dests), without argparse's defaults."""
+    parser = build_parser(experiment)
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return list(vars(parser.parse_args(argv)))
+
+
+def shown(value) -> str:
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return "not set" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

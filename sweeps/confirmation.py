@@ -17,7 +17,7 @@ from ray.tune.search import BasicVariantGenerator
 
 from analysis.best_trials import ExperimentError, best_runs, read_trials
 from sweeps.studies import METRIC, MODE, Study
-from sweeps.tuning import fit, run_config, trial_dirname, trial_resources
+from sweeps.tuning import fit, restored, run_config, trial_dirname, trial_resources
 from trainables import atomic
 
 CONFIRMATIONS = "confirmations.json"  # the confirmation trials' configs, fixed when the search ends
@@ -42,7 +42,8 @@ def build_confirmation_tuner(trainable: Callable, studies: list[Study], experime
     sweep's experiment dir."""
     trainable = tune.with_resources(trainable, trial_resources(studies))
     if restore:
-        return tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True)
+        return restored(tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True),
+                        experiment_dir, verbose)
     return tune.Tuner(
         trainable,
         param_space=confirmation_space(configs),

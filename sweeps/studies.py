@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 METRIC = "val_score"  # the selected metric (--metric) on validation, at thresholds tuned for it
@@ -19,8 +20,30 @@ MODE = "max"
 JOURNAL = "optuna.journal"
 
 
+# What Optuna's replay of a journal raises on a line it cannot use: broken JSON, a missing or mistyped field, an
+# unknown op_code (which it asserts away)
+REPLAY_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError, AssertionError)
+
+
 class JournalError(ValueError):
     """The experiment's journal file exists but is not an Optuna journal."""
+
+
+class CountedJournal(JournalFileBackend):
+    """The journal file, counting the lines Optuna has read, so a line it cannot replay is named by its number.
+    (Optuna skips a broken last line, which a killed driver may leave; a broken line before others it raises.)"""
+    line = 0
+
+    def read_logs(self, log_number_from: int):
+        self.line = log_number_from
+        logs = super().read_logs(log_number_from)
+        while True:
+            self.line += 1  # Optuna raises a broken line's error while reading the next one
+            try:
+                log = next(logs)
+            except StopIteration:
+                return
+            yield log
 
 
 @dataclass
@@ -44,9 +67,8 @@ class Study:
 
 
 def open_journal(path: Path) -> optuna.storages.JournalStorage:
-    """The experiment's Optuna storage: a journal file, safe on NFS/EFS, that optuna-dashboard opens."""
-    from optuna.storages.journal import JournalFileBackend
-
+    """The experiment's Optuna storage: a journal file, safe on NFS/EFS, that optuna-dashboard opens. One that
+    Optuna cannot replay is a JournalError naming its line, not a traceback from the resumed sweep."""
     if path.is_file() and path.stat().st_size:
         first = path.read_text(errors="replace").split("\n", 1)[0]
         try:
@@ -55,7 +77,16 @@ def open_journal(path: Path) -> optuna.storages.JournalStorage:
             is_journal = False
         if not is_journal:
             raise JournalError(f"{path}:1: not an Optuna journal (each line is a JSON operation with an op_code)")
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    backend = CountedJournal(str(path))
+    try:
+        return optuna.storages.JournalStorage(backend)
+    except REPLAY_ERRORS as error:
+        if isinstance(error, json.JSONDecodeError):
+            problem = (f"not valid JSON ({error.msg}); only the last line, which a killed driver may leave "
+                       f"half-written, may be broken")
+        else:
+            problem = f"an operation Optuna cannot replay ({type(error).__name__}: {' '.join(str(error).split())[:80]})"
+        raise JournalError(f"{path}:{backend.line}: {problem}") from None
 
 
 def tell(study: optuna.Study, trial_id: int, state: TrialState, value: float | None = None) -> None:

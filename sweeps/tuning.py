@@ -136,6 +136,24 @@ def fit(tuner: tune.Tuner, studies: list[Study], capacity: float | None = None):
             del os.environ[variable]
 
 
+def restored(tuner: tune.Tuner, experiment_dir: Path, verbose: bool) -> tune.Tuner:
+    """A restored Tuner, writing where the experiment is now and as verbose as this resume asks. Tune moves its own
+    paths to the dir it restores from (a copied or moved experiment continues there), but the searcher, scheduler
+    and W&B callback come back from tuner.pkl with the paths they were built with: the experiment's original dir,
+    whose journal they would go on writing."""
+    if tuner._is_ray_client:  # a ray:// client's Tuner is restored on the cluster, out of reach
+        return tuner
+    internal = tuner._local_tuner
+    for part in (internal._tune_config.search_alg, internal._tune_config.scheduler):
+        if isinstance(part, (StudySearcher, PerStudyASHA)):
+            part.journal = experiment_dir / JOURNAL
+    for callback in internal._run_config.callbacks or []:
+        if "dir" in getattr(callback, "kwargs", {}):  # WandbLoggerCallback: wandb.init(dir=the experiment dir)
+            callback.kwargs["dir"] = str(experiment_dir)
+    internal._run_config.verbose = 1 if verbose else 0
+    return tuner
+
+
 def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path, *, search: str, seed: int,
                 scheduler: str, max_epochs: int, max_failures: int, time_budget_s: float | None,
                 callbacks: list, resume: bool, restart_errored: bool, confirm_seeds: int = 0,
@@ -148,8 +166,8 @@ def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path,
     own seed, threads and CUDA memory cap when it starts (trainables/device.py), so nothing carries over."""
     trainable = tune.with_resources(trainable, trial_resources(studies))
     if resume and tune.Tuner.can_restore(experiment_dir):
-        return tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=not restart_errored,
-                                  restart_errored=restart_errored)
+        return restored(tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=not restart_errored,
+                                           restart_errored=restart_errored), experiment_dir, verbose)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

@@ -102,7 +102,8 @@ def write_saved_sweep(experiment, goemotions_dir, tiny_bert, **extra) -> None:
 
     args = build_parser(EXPERIMENT).parse_args(sweep_args(goemotions_dir, tiny_bert, experiment.parent))
     experiment.mkdir(parents=True)
-    (experiment / "sweep.json").write_text(json.dumps({"args": vars(args), **extra}))
+    (experiment / "sweep.json").write_text(json.dumps({"args": vars(args), "experiment": EXPERIMENT.name,
+                                                       "dataset": EXPERIMENT.dataset, **extra}))
 
 
 @pytest.mark.parametrize("layout, journal, expected", [
