@@ -5,7 +5,8 @@ and four trials to one GPU? A few minutes; one table of PASS / FAIL / SKIP.
     python -m bench.gpu_check --encoder DIR --decoder DIR --steps 300
 
 Without CUDA it prints one line and exits 0: nothing here can be checked on CPUs. It exits 1 when a check
-fails, 2 on a bad flag.
+fails, 2 on a bad flag. A check that raises (a model that does not load, CUDA out of memory) is a FAIL row with
+the error's first line, and the other checks still run: the script prints its table, never a traceback.
 
 The data are synthetic emotion texts, a cue word per label among filler words (e.g. "so glad the day was"),
 multi-label like GoEmotions, so a model that trains must lower its loss. Checks:
@@ -20,8 +21,9 @@ multi-label like GoEmotions, so a model that trains must lower its loss. Checks:
   trial finished with a finite training loss.
 - 4 encoders, 1 GPU: four trials of the real encoder trainable through Ray Tune on a one-GPU Ray, 0.25 GPU
   each. PASS: all four finished, ran at the same time (their spans overlap), on the same GPU id, and each stayed
-  within a quarter of the GPU's memory (`peak_gpu_mb` where trials report it; trials cap their CUDA memory to
-  their share, so one that overran would have failed). Its examples/s is the four trials' sum.
+  within a quarter of the GPU's memory less one CUDA context (`peak_gpu_mb` where trials report it; trials cap
+  their CUDA memory to that, trainables.gpu_memory.memory_fraction, so one that overran would have failed). Its
+  examples/s is the four trials' sum.
 
 Peak GPU memory is what torch allocated (torch.cuda.max_memory_allocated: this process for the encoder checks,
 the trial's own process for the others), not what nvidia-smi shows (that adds the CUDA context and cache).
@@ -33,6 +35,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain, count, islice
 from pathlib import Path
@@ -42,6 +45,7 @@ import torch
 
 from sweeps.cli import OneLineParser, positive
 from trainables.data import EmotionData, Split
+from trainables.gpu_memory import memory_fraction
 
 CUES = {"joy": ("happy", "glad", "delighted"), "sadness": ("sad", "gloomy", "crying"),
         "anger": ("angry", "furious", "annoyed"), "fear": ("scared", "afraid", "terrified"),
@@ -50,6 +54,7 @@ FILLER = ("the", "day", "was", "really", "so", "and", "my", "friend", "today", "
           "morning", "after", "we", "all", "about", "that")
 PRECISIONS = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 PACKED_TRIALS, PACKED_SHARE = 4, 0.25
+DECODER_CHECK, PACKED_CHECK = "decoder QLoRA", f"{PACKED_TRIALS} encoders, 1 GPU"
 
 
 @dataclass
@@ -59,6 +64,26 @@ class Check:
     peak_gpu_mb: float | None = None
     examples_per_s: float | None = None
     note: str = ""
+
+
+def encoder_check_name(dtype: torch.dtype) -> str:
+    return f"encoder {PRECISIONS[dtype]}"
+
+
+def one_line(error: BaseException) -> str:
+    """The exception's type and the first line of its message, as a cell of the markdown table."""
+    message = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return (f"{type(error).__name__}: {message}" if message else type(error).__name__).replace("|", "\\|")
+
+
+def guarded(name: str, check: Callable[..., Check], *args) -> Check:
+    """The check's row, or a FAIL row with the one-line reason when it raises, so that one check's failure
+    (a model that does not load, CUDA out of memory) neither hides the other checks' rows nor ends the script
+    in a traceback."""
+    try:
+        return check(*args)
+    except Exception as error:  # any failure of the check is its finding
+        return Check(name, "FAIL", note=one_line(error))
 
 
 def synthetic_data(train_rows: int, eval_rows: int, seed: int = 0) -> EmotionData:
@@ -132,8 +157,7 @@ def encoder_precision_check(source: str, revision: str | None, data: EmotionData
         note += f"; non-finite loss at step {next(i for i, loss in enumerate(losses) if not math.isfinite(loss)) + 1}"
     if dtype == trials_dtype:
         note += "; what trials use on this GPU"
-    return Check(f"encoder {PRECISIONS[dtype]}", "PASS" if finite and last < first else "FAIL", peak, seen / seconds,
-                 note)
+    return Check(encoder_check_name(dtype), "PASS" if finite and last < first else "FAIL", peak, seen / seconds, note)
 
 
 def run_trials(trainable, data: EmotionData, param_space: dict, resources: dict, storage: Path, name: str) -> list:
@@ -164,10 +188,10 @@ def decoder_check(model, data: EmotionData, cpus: int, storage: Path) -> Check:
                         max_length=config["max_length"], decoder=True).gpus  # as a sweep sizes it
     (result,) = run_trials(train_decoder, data, config, {"cpu": cpus, "gpu": share}, storage, "decoder")
     if result.error:
-        return Check("decoder QLoRA", "FAIL", note=f"{model.name}: {error_line(result)}")
+        return Check(DECODER_CHECK, "FAIL", note=f"{model.name}: {error_line(result)}")
     metrics = result.metrics
     finite = math.isfinite(metrics["train_loss"])
-    return Check("decoder QLoRA", "PASS" if finite else "FAIL", metrics.get("peak_gpu_mb"),
+    return Check(DECODER_CHECK, "PASS" if finite else "FAIL", metrics.get("peak_gpu_mb"),
                  metrics["train_examples_per_s"],
                  f"{model.name} ({model.params_m:.0f}M, {share:g} GPU): loss "
                  f"{metrics['train_loss']:.3f}, val macro-F1 {metrics['val_macro_f1']:.3f}, generation parse "
@@ -176,7 +200,9 @@ def decoder_check(model, data: EmotionData, cpus: int, storage: Path) -> Check:
 
 def packing_verdict(trials: list[dict], share: float, gpu_mb: float | None) -> tuple[str, str]:
     """(PASS or FAIL, why) for trials that should have shared one GPU at the same time, each within its share
-    of the memory. `trials` are their last results; a trial that errored is {"error": its last line}."""
+    of the memory less one CUDA context, the cap trials set (memory_fraction): the contexts of all the packed trials
+    must fit beside their peaks. `trials` are their last results; a trial that errored is {"error": its last
+    line}."""
     if errors := [trial["error"] for trial in trials if "error" in trial]:
         return "FAIL", f"{len(errors)} of {len(trials)} trials failed: {errors[0]}"
     spans = [(trial["attempt_started_at"], trial["attempt_started_at"] + trial["trial_wall_s"]) for trial in trials]
@@ -188,13 +214,14 @@ def packing_verdict(trials: list[dict], share: float, gpu_mb: float | None) -> t
         problems.append("not all at the same time")
     if len(gpu_ids) != 1 or "" in gpu_ids:
         problems.append(f"GPU ids {sorted(gpu_ids)}, not one GPU")
-    if gpu_mb and None not in peaks and max(peaks) > share * gpu_mb:
-        problems.append(f"a trial peaked at {max(peaks):,.0f} MiB, over its {share:g} share "
-                        f"({share * gpu_mb:,.0f} MiB)")
+    cap_mb = memory_fraction(share, gpu_mb * 2**20 / 1e9) * gpu_mb if gpu_mb else None
+    if cap_mb and None not in peaks and max(peaks) > cap_mb:
+        problems.append(f"a trial peaked at {max(peaks):,.0f} MiB, over its {share:g} share less a CUDA context "
+                        f"({cap_mb:,.0f} MiB)")
     if problems:
         return "FAIL", "; ".join(problems)
     memory = ("each within its share" if None not in peaks else
-              "no per-trial peak reported (each trial's CUDA memory is capped to its share)")
+              "no per-trial peak reported (each trial's CUDA memory is capped to its share less a context)")
     return "PASS", (f"{len(trials)} trials on GPU {gpu_ids.pop()}, all running together for {together_s:.0f} s; "
                     f"{memory}")
 
@@ -212,8 +239,29 @@ def packing_check(model, data: EmotionData, cpus: int, gpu_mb: float | None, sto
     verdict, note = packing_verdict(trials, PACKED_SHARE, gpu_mb)
     finished = [trial for trial in trials if "error" not in trial]
     peaks = [trial["peak_gpu_mb"] for trial in finished if trial.get("peak_gpu_mb") is not None]
-    return Check(f"{PACKED_TRIALS} encoders, 1 GPU", verdict, max(peaks) if peaks else None,
+    return Check(PACKED_CHECK, verdict, max(peaks) if peaks else None,
                  sum(trial["train_examples_per_s"] for trial in finished) or None, f"{model.name}: {note}")
+
+
+def ray_checks(encoder, decoder, decoder_problem: str | None, gpu_mb: float, storage: Path) -> list[Check]:
+    """The decoder and packing checks, through Ray Tune on a one-GPU Ray started here for them; a Ray that does
+    not start fails both, with its reason, rather than the script."""
+    import ray
+
+    cpus_per_trial = max(1, (os.cpu_count() or 1) // PACKED_TRIALS)  # four trials must fit at once
+    try:
+        ray.init(address="local", num_gpus=1, num_cpus=cpus_per_trial * PACKED_TRIALS, include_dashboard=False,
+                 logging_level="ERROR", log_to_driver=False)
+    except Exception as error:  # any failure to start is both checks' finding
+        why = f"Ray did not start: {one_line(error)}"
+        return [Check(DECODER_CHECK, "FAIL", note=why), Check(PACKED_CHECK, "FAIL", note=why)]
+    try:
+        decoder_row = (Check(DECODER_CHECK, "SKIP", note=decoder_problem) if decoder is None else
+                       guarded(DECODER_CHECK, decoder_check, decoder, synthetic_data(64, 32), cpus_per_trial, storage))
+        return [decoder_row, guarded(PACKED_CHECK, packing_check, encoder, synthetic_data(8000, 400), cpus_per_trial,
+                                     gpu_mb, storage)]
+    finally:
+        ray.shutdown()
 
 
 def table(checks: list[Check]) -> str:
@@ -263,21 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"encoder: {encoder.source}{f' ({encoder.note})' if encoder.note else ''}")
     print(f"decoder: {decoder.source if decoder else f'none ({decoder_problem})'}\n")
 
-    checks = [encoder_precision_check(encoder.source, encoder.revision, synthetic_data(2000, 200), device, dtype,
-                                      args.steps, trials_dtype)
+    checks = [guarded(encoder_check_name(dtype), encoder_precision_check, encoder.source, encoder.revision,
+                      synthetic_data(2000, 200), device, dtype, args.steps, trials_dtype)
               for dtype in PRECISIONS]
     storage = Path(tempfile.mkdtemp(prefix="gpu-check-"))
-    cpus_per_trial = max(1, (os.cpu_count() or 1) // PACKED_TRIALS)  # four trials must fit at once
-    ray.init(address="local", num_gpus=1, num_cpus=cpus_per_trial * PACKED_TRIALS, include_dashboard=False,
-             logging_level="ERROR", log_to_driver=False)
-    try:
-        if decoder is None:
-            checks.append(Check("decoder QLoRA", "SKIP", note=decoder_problem))
-        else:
-            checks.append(decoder_check(decoder, synthetic_data(64, 32), cpus_per_trial, storage))
-        checks.append(packing_check(encoder, synthetic_data(8000, 400), cpus_per_trial, gpu_mb, storage))
-    finally:
-        ray.shutdown()
+    checks += ray_checks(encoder, decoder, decoder_problem, gpu_mb, storage)
     print(table(checks))
     failed = [check.name for check in checks if check.result == "FAIL"]
     if failed:

@@ -13,9 +13,13 @@ Two modes, chosen by `config["mode"]`:
 Reads top to bottom: config → device and precision (from what Ray granted the trial, trainables/device.py) →
 tokenizer and prompts → 4-bit model + LoRA → optimizer → (resume) → epochs of train / evaluate / choose
 thresholds / checkpoint + report. Training and evaluation run under the same autocast (bf16 on Ampere and newer,
-fp16 with a GradScaler before, fp32 on CPU). Checkpoints follow trainables/encoder.py's contract
-but hold only the adapters (and the head), never the base weights: `adapter/`, `training_state.pt`,
-`predictions.npz` (test predictions only on epochs that match or beat the best validation score so far).
+fp32 on older GPUs and on CPU, never fp16: `decoder_dtype`); unlike the encoders, which evaluate in fp32 as
+analysis.predict does, since nothing recomputes a decoder's probabilities (analysis.predict applies encoder exports
+only). predictions.npz and each result record it: `predict_dtype` (the evaluation's autocast) and
+`body_compute_dtype` (the 4-bit layers'; on CPUs with AVX512-BF16 bitsandbytes evaluates them through a bf16 kernel
+all the same), and the export copies both into decision.json. Checkpoints follow trainables/encoder.py's contract
+but hold only the adapters (and the head), never the base weights: `adapter/`, `training_state.pt`, `predictions.npz`
+(test predictions only on epochs that match or beat the best validation score so far).
 """
 from __future__ import annotations
 
@@ -37,8 +41,8 @@ from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassificati
 
 from trainables.checkpoints import TRAINING_STATE, load_training_state
 from trainables.data import EmotionData
-from trainables.device import autocast_dtype, trial_device, trial_resources
-from trainables.encoder import length_grouped_batches
+from trainables.device import autocast_dtype, dtype_name, seed_trial, trial_device, trial_resources
+from trainables.encoder import length_grouped_batches, loss_value, to_device
 from trainables.labels_text import CHAT_TEMPLATES, TEXT_SLOT, answer_text, parse_answer, template_problem, \
     template_text
 from trainables.metrics import macro_f1, validation_scores
@@ -68,6 +72,7 @@ DEFAULTS = {
     "thresholds": "exact",  # exact | optuna
     "metric": "macro_f1",  # macro_f1 | micro_f1 | jaccard: thresholds are tuned for it; reported as val_score
     "seed": 0,
+    "deterministic": False,  # --deterministic: reproducible kernels (trainables.device.seed_trial)
 }
 MODES = ("generation", "head")
 CPU_MAX_PARAMS_M = 1000  # 4-bit matmuls on CPU are slow: without a GPU only small decoders are worth a trial
@@ -135,7 +140,8 @@ def prompt_parts(tokenizer, template: str, label_names: list[str]) -> tuple[list
 
 
 def collate(rows: list[list[int]], pad_id: int, device: torch.device, left: bool = False) -> dict:
-    """Pad a batch to its longest row; left padding (for generation and scoring) gets explicit positions."""
+    """Pad a batch to its longest row; left padding (for generation and scoring) gets explicit positions. On a GPU
+    through pinned memory, as the encoders' batches (trainables.encoder.to_device)."""
     width = max(len(row) for row in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -143,7 +149,7 @@ def collate(rows: list[list[int]], pad_id: int, device: torch.device, left: bool
         span = slice(width - len(row), width) if left else slice(0, len(row))
         ids[r, span] = torch.tensor(row)
         mask[r, span] = 1
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+    return {"input_ids": to_device(ids, device), "attention_mask": to_device(mask, device)}
 
 
 def label_log_likelihoods(model, prompts: list[list[int]], label_ids: list[list[int]], pad_id: int,
@@ -188,6 +194,16 @@ def label_log_likelihoods(model, prompts: list[list[int]], label_ids: list[list[
     return scores
 
 
+def decoder_dtype(device: torch.device, capability: tuple[int, int] | None = None) -> torch.dtype | None:
+    """A decoder's autocast dtype (None: fp32): bf16 on GPUs that compute it natively, fp32 on older GPUs (T4,
+    V100) and on CPU, never the fp16 the encoders use there. Decoders like Qwen's carry activations in their
+    residual stream that may exceed fp16's largest value (65504): they would overflow to inf and the loss to NaN.
+    fp32 rather than refusing the trial: slower, and more memory, but a pre-Ampere GPU still trains decoders.
+    `capability`: the GPU's, as autocast_dtype takes it."""
+    dtype = autocast_dtype(device, capability=capability)
+    return None if dtype == torch.float16 else dtype
+
+
 def load_model(config: dict, label_names: list[str], pad_id: int, device: torch.device,
                amp_dtype: torch.dtype | None):
     """The base quantized to 4-bit NF4 on load, then LoRA adapters; the base never trains.
@@ -228,15 +244,17 @@ def save_adapter(model, directory: Path) -> None:
 def train_decoder(config: dict, data: EmotionData) -> None:
     config = {**DEFAULTS, **config}
     cost = TrialCost()  # from the trial's start: loading and tokenizing cost too
-    gpus, cpus = trial_resources()
-    device = trial_device(gpus, cpus)  # first: a GPU trial that cannot see CUDA fails here, in one line
-    amp_dtype = autocast_dtype(device)  # bf16 (Ampere+) or fp16 on GPU, None (fp32) on CPU
     seed, mode = int(config["seed"]), config["mode"]
-    torch.manual_seed(seed)
+    seed_trial(seed, bool(config["deterministic"]))  # before CUDA: cuBLAS reads its workspace setting once
+    gpus, cpus = trial_resources()
+    device = trial_device(gpus, cpus)  # a GPU trial that cannot see CUDA fails here, in one line
+    amp_dtype = decoder_dtype(device)  # bf16 on Ampere and newer, else None (fp32)
     if not data.multi_label:
         raise ValueError(f"{data.name}: the decoder trainable handles multi-label data only")
     label_names, num_labels = data.label_names, data.num_labels
     eval_batch, label_chunk = int(config["eval_batch_size"]), int(config["label_chunk"])
+    # evaluation runs under the training autocast, and the 4-bit layers compute in its dtype (load_model)
+    precision = {"predict_dtype": dtype_name(amp_dtype), "body_compute_dtype": dtype_name(amp_dtype)}
 
     # Data: token ids once per trial. Generation: prompt ids per example, and the answer after it.
     tokenizer = load_tokenizer(config["model_source"], config.get("model_revision"))
@@ -336,7 +354,6 @@ def train_decoder(config: dict, data: EmotionData) -> None:
         generated, parsed = generate(prompts)
         return {"probs": np.exp(log_likelihood).astype(np.float32), "generated": generated, "parsed": parsed}
 
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)  # fp16 gradients underflow unscaled
     for epoch in range(start_epoch, epochs):
         model.train()
         started, seen, train_loss = time.perf_counter(), 0, 0.0
@@ -350,17 +367,15 @@ def train_decoder(config: dict, data: EmotionData) -> None:
                         targets[row, :len(train_ids[i])] = -100  # loss on the answer only
                     loss = model(**inputs, labels=targets, use_cache=False).loss  # a cache is for generating
                 else:
-                    loss = loss_fn(model(**inputs, use_cache=False).logits.float(), train_labels[indices].to(device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch + 1}: training loss is {loss.item()}")
+                    loss = loss_fn(model(**inputs, use_cache=False).logits.float(),
+                                   to_device(train_labels[indices], device))
+            value = loss_value(loss, epoch)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
+            loss.backward()  # no GradScaler: decoders never train in fp16 (decoder_dtype)
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config["grad_clip"])
-            scaler.step(optimizer)
-            scaler.update()
+            optimizer.step()
             scheduler.step()
-            train_loss += loss.item() * len(indices)
+            train_loss += value * len(indices)
             seen += len(indices)
         train_seconds = time.perf_counter() - started
 
@@ -372,7 +387,7 @@ def train_decoder(config: dict, data: EmotionData) -> None:
                    "trainable_params_m": trainable_m,
                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this trial's process
                    "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0,
-                   **scores}
+                   **precision, **scores}
         arrays = {"val_probs": val["probs"], "val_labels": y_val, **thresholds}
         if mode == "generation":
             metrics.update(val_macro_f1_generation=macro_f1(y_val, val["generated"]),
@@ -399,5 +414,5 @@ def train_decoder(config: dict, data: EmotionData) -> None:
                         "trial_wall_s": metrics["trial_wall_s"]}, Path(directory) / TRAINING_STATE)
             np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1, metric=config["metric"],
                                 val_score=metrics["val_score"], val_macro_f1=metrics["val_macro_f1"],
-                                label_names=np.array(data.label_names), **arrays)
+                                label_names=np.array(data.label_names), **precision, **arrays)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))

@@ -9,10 +9,16 @@ Three training variants, chosen by `config["variant"]`, compared side by side by
 - qat: quantization-aware training for the dynamic INT8 that analysis.quantize serves with. Every Linear
   trains through torch.ao's dynamic-QAT Linear (INT8 fake quantization of its weights, straight-through
   gradients), so the weights learn to survive rounding. Checkpoints hold the plain float weights; converting
-  them is `quantize_dynamic`, the same per-tensor symmetric INT8 the fake quantization simulated.
+  them is `quantize_dynamic`, the same per-tensor symmetric INT8 the fake quantization simulated. Trains in fp32
+  on every device (`train_dtype`).
 - qlora: the body frozen in 4-bit NF4 (bitsandbytes) with LoRA adapters on the attention query/key/value
   projections and the head (with the body's pooler) trained in full (peft `modules_to_save`); checkpoints
   hold adapters and head only.
+
+Trials train in bf16/fp16 where the device has it (QAT in fp32), but every probability that chooses thresholds or
+reports a score is computed in fp32 without autocast, as analysis.predict computes it from the export: the same model
+gives the same labels in both, and predictions.npz and each reported result record it (`predict_dtype`; QLoRA also
+`body_compute_dtype`, the dtype its 4-bit body was loaded, quantized and trained in, which the export loads it in).
 
 Every checkpoint holds the full training state (so a retried or resumed trial continues where it stopped)
 and that epoch's validation probabilities. Epochs that match or beat the best validation score so far also
@@ -27,6 +33,7 @@ import logging
 import math
 import tempfile
 import time
+from contextlib import contextmanager, nullcontext
 from itertools import chain
 from pathlib import Path
 
@@ -41,7 +48,7 @@ from transformers.utils import logging as hf_logging
 
 from trainables.checkpoints import TRAINING_STATE, load_training_state
 from trainables.data import EmotionData, preprocess
-from trainables.device import autocast_dtype, trial_device, trial_resources
+from trainables.device import autocast_dtype, dtype_name, seed_trial, trial_device, trial_resources
 from trainables.metrics import validation_scores
 from trainables.models import TrialCost
 
@@ -70,9 +77,9 @@ DEFAULTS = {
     # every row at every step. Frozen, those go.
     "freeze_word_embeddings": False,
     # On a CPU with native bf16 (AMX, AVX512-BF16) the training steps run under bf16 autocast, as on Ampere GPUs:
-    # 1.6x the examples/s at the same F1 (docs/benchmarks.md). The weights stay fp32, and so do predictions on CPU,
-    # so the saved probabilities are what the fp32 model gives anywhere. Ignored by the qat and qlora variants
-    # (fake quantization and 4-bit layers run in fp32 on CPU) and on CPUs without native bf16.
+    # 1.6x the examples/s at the same F1 (docs/benchmarks.md). The weights stay fp32, and so do predictions (on GPUs
+    # too), so the saved probabilities are what the fp32 model gives anywhere. Ignored by the qat variant (fp32 on
+    # every device, train_dtype), by qlora (its 4-bit layers run in fp32 on CPU) and on CPUs without native bf16.
     "cpu_bf16": True,
     "preprocess": "none",  # none | tweet (trainables.data.PREPROCESSORS), applied to texts before tokenizing
     "lora_lr": 5e-4,  # qlora: the adapters (a low-rank update learns best at a higher rate than full weights)
@@ -80,6 +87,7 @@ DEFAULTS = {
     "lora_alpha": 32,
     "lora_dropout": 0.1,
     "seed": 0,
+    "deterministic": False,  # --deterministic: reproducible kernels (trainables.device.seed_trial)
 }
 VARIANTS = ("baseline", "qat", "qlora")
 VARIANT_ONLY = {"lr": ("baseline", "qat"), "lora_lr": ("qlora",), "lora_r": ("qlora",), "lora_alpha": ("qlora",),
@@ -149,6 +157,15 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device)
 
 
+def loss_value(loss: torch.Tensor, epoch: int) -> float:
+    """The step's loss as a float, or FloatingPointError when it is not finite: one device sync per step, shared by
+    the check and the epoch's running loss."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise FloatingPointError(f"epoch {epoch + 1}: training loss is {value}")
+    return value
+
+
 def fake_quantize_linears(model: torch.nn.Module) -> None:
     """Swap every nn.Linear for torch.ao's dynamic-QAT Linear (in place), keeping its trained weights."""
     import torch.ao.nn.qat.dynamic as qat_dynamic
@@ -199,6 +216,44 @@ def four_bit_body(compute_dtype: torch.dtype) -> BitsAndBytesConfig:
                               llm_int8_skip_modules=["classifier", "pooler", "pooler.dense"])
 
 
+def train_dtype(device: torch.device, variant: str, cpu_bf16: bool,
+                capability: tuple[int, int] | None = None) -> torch.dtype | None:
+    """The autocast dtype of a trial's training steps (None: fp32). QAT trains in fp32 on every device: under
+    autocast its layers would multiply the fake-quantized weights, and the activations, rounded again to bf16's 8 or
+    fp16's 11 significant bits, so the weights would learn to survive another rounding than the INT8 alone that
+    quantize_dynamic serves them with, from fp32 activations. `cpu_bf16` is for the baseline only: QLoRA's 4-bit
+    layers compute in fp32 on CPU. `capability`: the GPU's, as autocast_dtype takes it."""
+    if variant == "qat":
+        return None
+    return autocast_dtype(device, cpu_bf16=cpu_bf16 and variant == "baseline", capability=capability)
+
+
+def body_dtype(device: torch.device) -> torch.dtype:
+    """The dtype a QLoRA body is loaded, quantized to NF4 and trained in: the trial's autocast dtype on a GPU
+    (bitsandbytes dequantizes straight into it), fp32 on CPU. The NF4 blocks depend on it (bf16-rounded weights
+    quantize differently), so trials record it and the export loads the body in it."""
+    return autocast_dtype(device) or torch.float32
+
+
+@contextmanager
+def four_bit_in_fp32(model: torch.nn.Module):
+    """Inside the block, a QLoRA body's 4-bit layers compute in fp32, their NF4 weights dequantized straight into
+    fp32, as analysis.export dequantizes them. Left alone, bitsandbytes casts a layer's input to its compute dtype
+    with or without autocast (bf16 on a GPU trial), and on CPUs with AVX512-BF16 evaluates through a bf16 kernel
+    (repacking the weights for it at the first eval-mode forward, so the block must come before that)."""
+    from bitsandbytes.nn import Linear4bit
+
+    layers = [module for module in model.modules() if isinstance(module, Linear4bit)]
+    saved = [(layer.compute_dtype, layer.compute_type_is_set, layer.support_avx512bf16_for_cpu) for layer in layers]
+    for layer in layers:
+        layer.compute_dtype, layer.compute_type_is_set, layer.support_avx512bf16_for_cpu = torch.float32, True, False
+    try:
+        yield
+    finally:
+        for layer, state in zip(layers, saved):
+            layer.compute_dtype, layer.compute_type_is_set, layer.support_avx512bf16_for_cpu = state
+
+
 def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: Path | None = None
                  ) -> torch.nn.Module:
     """The model a trial trains (or analysis evaluates): the pretrained body with a new head sized for the
@@ -217,7 +272,9 @@ def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: P
 
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
-    compute_dtype = autocast_dtype(device) or torch.float32
+    # Loaded in its compute dtype, everything outside the 4-bit layers comes in bf16 on a GPU and peft's
+    # prepare_model_for_kbit_training upcasts it to fp32 (values bf16-rounded); the export loads it the same way.
+    compute_dtype = body_dtype(device)
     model = from_pretrained_quietly(
         config["model_source"], revision=config.get("model_revision"), ignore_mismatched_sizes=True,
         quantization_config=four_bit_body(compute_dtype), dtype=compute_dtype,
@@ -237,10 +294,9 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
     config = {**DEFAULTS, **config}
     cost = TrialCost()  # from the trial's start: loading and tokenizing cost too
     seed = int(config["seed"])
-    torch.manual_seed(seed)
+    seed_trial(seed, bool(config["deterministic"]))  # before CUDA: cuBLAS reads its workspace setting once
     device = trial_device(*trial_resources())  # what Ray granted: a GPU share, or CPUs only
-    amp_dtype = autocast_dtype(device, cpu_bf16=bool(config["cpu_bf16"]) and config["variant"] == "baseline")
-    predict_dtype = amp_dtype if device.type == "cuda" else None
+    amp_dtype = train_dtype(device, config["variant"], bool(config["cpu_bf16"]))
     multi_label = data.multi_label
 
     # Data: every split's token ids, shared by the sweep when it tokenized them for this tokenizer (the object
@@ -266,6 +322,9 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
         return  # restored from its last epoch's checkpoint: the trial had finished when its driver stopped
     model = load_encoder(config, data, device, resume_dir / "model" if resume_dir else None)
     qlora = config["variant"] == "qlora"
+    # how the saved probabilities were computed: analysis.export copies it into decision.json
+    precision = {"predict_dtype": dtype_name(torch.float32),
+                 **({"body_compute_dtype": dtype_name(body_dtype(device))} if qlora else {})}
     trainable_params, all_params = (model.get_nb_trainable_parameters() if qlora else  # 4-bit counted unpacked
                                     (sum(p.numel() for p in model.parameters()),) * 2)
     params_m, trainable_params_m = all_params / 1e6, trainable_params / 1e6
@@ -320,12 +379,13 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
 
     def predict(input_ids: list[list[int]], lengths: np.ndarray, labels: torch.Tensor | None
                 ) -> tuple[np.ndarray, float]:
-        """Probabilities in input order (batches sorted by length for speed) and the mean loss."""
+        """Probabilities in input order (batches sorted by length for speed) and the mean loss, in fp32 without
+        autocast whatever the training precision: thresholds and scores come from what analysis.predict computes."""
         model.eval()
         order = np.argsort(-lengths, kind="stable")
         probs = np.zeros((len(input_ids), data.num_labels), dtype=np.float32)
         total_loss = 0.0
-        with torch.no_grad(), torch.autocast(device.type, dtype=predict_dtype, enabled=predict_dtype is not None):
+        with torch.no_grad(), four_bit_in_fp32(model) if qlora else nullcontext():
             for start in range(0, len(order), int(config["eval_batch_size"])):
                 indices = order[start:start + int(config["eval_batch_size"])]
                 logits = model(**collate(input_ids, indices, pad_id, device)).logits.float()
@@ -343,8 +403,7 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(**collate(train_ids, indices, pad_id, device)).logits.float()
             loss = loss_fn(logits, to_device(train_labels[indices], device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch + 1}: training loss is {loss.item()}")
+            value = loss_value(loss, epoch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -352,7 +411,7 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            train_loss += loss.item() * len(indices)
+            train_loss += value * len(indices)
             seen += len(indices)
         train_seconds = time.perf_counter() - started
 
@@ -362,7 +421,7 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
         y_val = data.validation.labels
         metrics = {"epoch": epoch + 1, "train_loss": train_loss / seen, "val_loss": val_loss,
                    "train_examples_per_s": seen / train_seconds, "params_m": params_m,
-                   "trainable_params_m": trainable_params_m, "train_dtype": str(amp_dtype or torch.float32)[6:],
+                   "trainable_params_m": trainable_params_m, "train_dtype": dtype_name(amp_dtype), **precision,
                    # and the most GPU memory this trial held so far
                    "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0}
         scores, thresholds = validation_scores(val_probs, y_val, multi_label, config["metric"], config["thresholds"],
@@ -396,7 +455,7 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
                            Path(directory) / TRAINING_STATE)
             np.savez_compressed(Path(directory) / "predictions.npz", epoch=epoch + 1, metric=config["metric"],
                                 val_score=metrics["val_score"], val_macro_f1=metrics["val_macro_f1"],
-                                label_names=np.array(data.label_names), **arrays)
+                                label_names=np.array(data.label_names), **precision, **arrays)
             phases["save_s"] += time.perf_counter()  # the files; Tune's copy of them into storage comes after
             metrics.update({"train_s": train_seconds, "test_s": 0.0, **phases})
             phases.pop("test_s", None)

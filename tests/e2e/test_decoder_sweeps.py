@@ -86,6 +86,7 @@ def test_head_mode_sweep_trains_lora_and_the_score_head_only(tmp_path, goemotion
     assert export.main([str(tmp_path / "head"), "--out", str(tmp_path / "export")]) == 0
     rule = json.loads((tmp_path / "export" / "decision.json").read_text())
     assert rule["kind"] == "decoder_adapter" and rule["base"]["source"] == str(tiny_qwen)
+    assert rule["predict_dtype"] == rule["body_compute_dtype"] == "float32"  # evaluated as trained: fp32 on CPU
     assert len(rule["thresholds"]) == 28 and (tmp_path / "export" / "tokenizer_config.json").is_file()
     base = AutoModelForSequenceClassification.from_pretrained(rule["base"]["source"], num_labels=28)
     model = PeftModel.from_pretrained(base, tmp_path / "export")

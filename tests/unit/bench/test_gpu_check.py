@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.gpu_check import CUES, Check, encoder_precision_check, main, packing_verdict, synthetic_data, table
+from bench.gpu_check import (CUES, Check, encoder_check_name, encoder_precision_check, guarded, main, packing_verdict,
+                             synthetic_data, table)
 from tests.helpers.models import build_tiny_bert
 
 
@@ -67,11 +68,26 @@ def one_torch_thread():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_encoder_precision_check_trains_under_autocast(tiny_encoder, one_torch_thread, dtype):
     model_dir, data = tiny_encoder
-    check = encoder_precision_check(str(model_dir), None, data, torch.device("cpu"), dtype, steps=40,
-                                    trials_dtype=dtype)
+    check = guarded(encoder_check_name(dtype), encoder_precision_check, str(model_dir), None, data,
+                    torch.device("cpu"), dtype, 40, dtype)  # as main() runs it
     assert check.result == "PASS", check.note
+    assert check.name == f"encoder {'bf16' if dtype == torch.bfloat16 else 'fp16'}"
     assert check.peak_gpu_mb is None and check.examples_per_s > 0
     assert check.note.startswith("40 steps, loss ") and check.note.endswith("what trials use on this GPU")
+
+
+@pytest.mark.parametrize("model, error", [
+    ("no-such-model", "OSError: "),  # no such directory: not a hub id either
+    ("empty-folder", "ValueError: "),  # no tokenizer in it: a message of several lines
+])
+def test_a_check_that_raises_is_a_fail_row_with_the_reason_in_one_line(tmp_path, model, error):
+    """The check really runs and raises (no stand-in): its row says FAIL and why, and the table stays a table."""
+    (tmp_path / "empty-folder").mkdir()
+    check = guarded("encoder bf16", encoder_precision_check, str(tmp_path / model), None, synthetic_data(8, 4),
+                    torch.device("cpu"), torch.bfloat16, 2, None)
+    assert (check.name, check.result, check.peak_gpu_mb, check.examples_per_s) == ("encoder bf16", "FAIL", None, None)
+    assert check.note.startswith(error) and len(check.note) > len(error) and "\n" not in check.note
+    assert table([check]).splitlines()[2] == f"| encoder bf16 | FAIL | - | - | {check.note} |"
 
 
 def trial(start: float, wall: float, gpu: str = "0", peak: float | None = None) -> dict:
@@ -81,11 +97,13 @@ def trial(start: float, wall: float, gpu: str = "0", peak: float | None = None) 
 
 @pytest.mark.parametrize("trials, verdict, why", [
     ([trial(0, 30), trial(2, 30), trial(3, 30), trial(5, 30)], "PASS", "all running together for 25 s"),
-    ([trial(0, 30, peak=5000), trial(1, 30, peak=6000)], "PASS", "each within its share"),
+    ([trial(0, 30, peak=5000), trial(1, 30, peak=5500)], "PASS", "each within its share"),
     ([trial(0, 10), trial(2, 10), trial(12, 10)], "FAIL", "not all at the same time"),
     ([trial(0, 30, gpu="0"), trial(1, 30, gpu="1")], "FAIL", "GPU ids ['0', '1'], not one GPU"),
     ([trial(0, 30, gpu=""), trial(1, 30, gpu="")], "FAIL", "not one GPU"),
-    ([trial(0, 30, peak=5000), trial(1, 30, peak=6500)], "FAIL", "a trial peaked at 6,500 MiB, over its 0.25 share"),
+    # a quarter of 24,000 MiB is 6,000, less a CUDA context (0.5 GB) 5,523: four such peaks and four contexts fill it
+    ([trial(0, 30, peak=5000), trial(1, 30, peak=5600)], "FAIL",
+     "a trial peaked at 5,600 MiB, over its 0.25 share less a CUDA context (5,523 MiB)"),
     ([trial(0, 30), {"error": "OutOfMemoryError: CUDA out of memory"}], "FAIL",
      "1 of 2 trials failed: OutOfMemoryError"),
 ])

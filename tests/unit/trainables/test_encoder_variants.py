@@ -1,11 +1,16 @@
 """The encoder's training variants as units: QAT's fake-quantization buffers move with the model; a QLoRA
-encoder on CPU is placed on CPU explicitly."""
+encoder on CPU is placed on CPU explicitly, and one whose body a GPU trial loads in bf16 predicts in fp32 exactly as
+its export does; a non-finite training loss stops the trial."""
 
+import warnings
+
+import pytest
 import torch
 
 from tests.helpers.data import write_emotion6
+from trainables import encoder
 from trainables.data import load_dataset
-from trainables.encoder import load_encoder
+from trainables.encoder import four_bit_in_fp32, load_encoder, loss_value
 
 
 def test_every_qat_buffer_moves_with_the_model(tiny_bert):
@@ -26,3 +31,50 @@ def test_qlora_on_cpu_is_placed_on_cpu_explicitly(tiny_bert):
     assert {p.device.type for p in model.parameters()} == {"cpu"}
     batch = {"input_ids": torch.tensor([[2, 7, 3]]), "attention_mask": torch.ones(1, 3, dtype=torch.long)}
     assert model(**batch).logits.shape == (1, data.num_labels)  # CPU inputs, CPU model
+
+
+def test_a_bf16_qlora_body_predicts_in_fp32_as_its_export_does(tiny_bert, tmp_path, monkeypatch):
+    """A GPU trial loads its 4-bit body in bf16 (emulated here on CPU): everything outside the 4-bit layers comes in
+    bf16 and peft upcasts it to fp32, and the NF4 blocks are those of the bf16-rounded weights. The trial's fp32
+    predictions (four_bit_in_fp32) equal the export's, which loads the body in the recorded dtype and dequantizes it
+    into fp32; an export that loaded it in fp32 (as before the dtype was recorded), or predictions left to
+    bitsandbytes (its inputs cast to bf16), differ by far more than float noise."""
+    from bitsandbytes.nn import Linear4bit
+
+    from analysis.export import merged_qlora_encoder
+
+    data = load_dataset("emotion6", write_emotion6(tmp_path / "e6", sizes=(12, 6, 6)))
+    config = {"model_source": str(tiny_bert), "variant": "qlora"}
+    monkeypatch.setattr(encoder, "body_dtype", lambda device: torch.bfloat16)
+    torch.manual_seed(0)
+    model = load_encoder(config, data, torch.device("cpu"))
+    assert {p.dtype for p in model.parameters() if p.dtype != torch.uint8} == {torch.float32}  # NF4 packs in uint8
+    assert {m.weight.quant_state.dtype for m in model.modules() if isinstance(m, Linear4bit)} == {torch.bfloat16}
+    batch = {"input_ids": torch.randint(5, 20, (6, 10)), "attention_mask": torch.ones(6, 10, dtype=torch.long)}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(2):  # adapters away from their zero start, so merging them matters
+        model(**batch).logits.pow(2).mean().backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad(), four_bit_in_fp32(model):
+        trial = model(**batch).logits
+    with torch.no_grad():
+        left_to_bitsandbytes = model(**batch).logits
+    model.save_pretrained(tmp_path / "saved", save_embedding_layers=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exported, fp32_body = (merged_qlora_encoder(config, tmp_path / "saved", data.label_names, False, dtype)
+                               for dtype in ("bfloat16", "float32"))
+        with torch.no_grad():
+            exported, fp32_body = exported(**batch).logits, fp32_body(**batch).logits
+    assert (trial - exported).abs().max() < 1e-7  # merging the adapters rounds in the last bits (measured 1.5e-8)
+    assert (trial - fp32_body).abs().max() > 1e-6 and (trial - left_to_bitsandbytes).abs().max() > 1e-6  # 1e-4, 9e-6
+    assert all(m.compute_dtype == torch.bfloat16 for m in model.modules() if isinstance(m, Linear4bit))  # restored
+
+
+@pytest.mark.parametrize("loss", [float("nan"), float("inf")])
+def test_a_training_loss_that_is_not_finite_stops_the_trial(loss):
+    assert loss_value(torch.tensor(0.25), 0) == 0.25
+    with pytest.raises(FloatingPointError, match="epoch 3: training loss is"):
+        loss_value(torch.tensor(loss), 2)
