@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from trainables.gpu_memory import CUDA_CONTEXT_GB
+
 # Per-trial custom resources: a node type that declares one is for that class of trial only (cluster.yaml).
 LARGE_GPU, SMALL_GPU = "large_gpu", "small_gpu"
 LARGE_MODEL_PARAMS_M = 1000  # above this a trial needs a big GPU (a 7B QLoRA trial: ~20 GB with activations)
@@ -30,10 +32,6 @@ GPU_SHARES = (0.125, 0.25, 0.5, 1.0)
 SATURATING_STEP_TFLOP = 6.0
 # The GPU a memory share is a share of, where the cluster does not say: an A10G (cluster.yaml's gpu_small).
 REFERENCE_GPU_MEMORY_GB = 24.0
-# What each trial process holds outside PyTorch's allocator, which --gpus-per-trial's memory cap does not count:
-# the CUDA context (~300-500 MB with torch's kernels loaded, PyTorch's "CUDA semantics" notes) plus cuBLAS and
-# cuDNN handles and workspaces (cuBLAS: up to 4 MiB per stream by default, more with CUBLAS_WORKSPACE_CONFIG).
-CUDA_CONTEXT_GB = 0.5
 # GPU memory by the accelerator type Ray detects on a node (its `accelerator_type:<name>` resource).
 ACCELERATOR_MEMORY_GB = {"T4": 16, "V100": 16, "A10G": 24, "L4": 24, "L40S": 48, "A100": 40, "A100-40G": 40,
                          "A100-80G": 80, "H100": 80, "H200": 141}
@@ -117,12 +115,24 @@ class Cluster:
         known = [memory for _, _, memory in self.gpu_nodes(gpu_class) if memory]
         return (min(known), max(known)) if known else None
 
+    def named_nodes(self, gpu_only: bool) -> list[tuple[str, dict[str, float]]]:
+        """(name, resources) of every alive node and every node type the autoscaler may add (`gpu_only`: those
+        with a GPU), for messages: a node type by its name in cluster.yaml, an alive node by its address."""
+        alive = [(node_name(node), node) for node in self.nodes]
+        types = [(t.name, t.resources) for t in self.node_types if t.max_workers > 0]
+        return [(name, resources) for name, resources in alive + types if resources.get("GPU") or not gpu_only]
+
     def largest_node_cpus(self) -> float:
         return max([node.get("CPU", 0.0) for node in self.nodes]
                    + [t.resources.get("CPU", 0.0) for t in self.node_types if t.max_workers > 0] or [1.0])
 
     def may_add_nodes(self) -> bool:
         return any(t.max_workers > 0 for t in self.node_types)
+
+    def spans_machines(self) -> bool:
+        """Whether a trial may run on another machine than the driver's, where this machine's files are not: a
+        joined cluster of more than one node, or one whose autoscaler may add nodes."""
+        return self.address is not None and (len(self.nodes) > 1 or self.may_add_nodes())
 
     def describe(self) -> str:
         where = f"Ray cluster at {self.address}" if self.address else "a private Ray on this machine"
@@ -135,6 +145,13 @@ class Cluster:
                 f"{t.max_workers}x {t.name} ({', '.join(f'{v:g} {k}' for k, v in t.resources.items())})"
                 for t in self.node_types)
         return line
+
+
+def node_name(resources: dict[str, float]) -> str:
+    """An alive node as messages name it: by the address in Ray's `node:<ip>` resource where it has one."""
+    address = next((key.removeprefix("node:") for key in resources
+                    if key.startswith("node:") and key != "node:__internal_head__"), None)
+    return f"node {address}" if address else "an alive node"
 
 
 def local_cluster() -> Cluster:
@@ -306,7 +323,7 @@ def check_shared_storage(storage: Path, cluster: Cluster) -> None:
     Tune would only fail at the first checkpoint, after an epoch of GPU time, and a trial retried on another node
     could not find its checkpoint. Alive nodes are asked directly (does each see a file the driver just wrote?);
     nodes the autoscaler may still add can only be vouched for by a network filesystem."""
-    if cluster.address is None or (len(cluster.nodes) <= 1 and not cluster.may_add_nodes()):
+    if not cluster.spans_machines():
         return
     existing = next(parent for parent in (storage, *storage.parents) if parent.exists())
     if len(cluster.nodes) > 1:

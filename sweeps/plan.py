@@ -23,6 +23,7 @@ from sweeps.cli import LAYOUT, fail
 from sweeps.cluster import (CUDA_CONTEXT_GB, REFERENCE_GPU_MEMORY_GB, Cluster, ClusterError, TrialSize, gpu_class,
                             share_of_gpu, trial_size, use_gpus)
 from sweeps.experiment import BUDGETS, Budget, Experiment
+from sweeps.shared_models import trial_source
 from sweeps.studies import JOURNAL
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset
 from trainables.hub import hub_reachable
@@ -103,7 +104,8 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
     data = data.subsample(rows["train"], rows["val"], rows["test"], args.seed)
 
     fixed = {"max_length": args.max_length or budget.max_length, "seed": args.seed,
-             "thresholds": args.thresholds, "metric": args.metric, **experiment.fixed}
+             "deterministic": args.deterministic, "thresholds": args.thresholds, "metric": args.metric,
+             **experiment.fixed}
     for key in ("epochs", "lr", "batch_size", *experiment.fixable):
         if getattr(args, key) is not None:
             fixed[key] = getattr(args, key)
@@ -120,6 +122,8 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
         studies = [{key: value} for value in ([getattr(args, key)] if getattr(args, key) is not None
                                               else experiment.fixable[key])]
     defaults = import_module(f"trainables.{experiment.trainable}").DEFAULTS
+    name = args.name or f"{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep_dir = Path(args.storage).expanduser().resolve() / name
     model_rows = []
     for model in models:
         try:
@@ -146,8 +150,8 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
             except (ClusterError, ModelError) as error:
                 fail(str(error))
             model_rows.append({
-                "name": row_name, "source": model.source,  # a resumed sweep keeps the commits it started on
-                "revision": getattr(args, "model_revisions", {}).get(row_name, model.revision),
+                "name": row_name, **trial_source(model, cluster, sweep_dir),  # a folder: its copy on multi-node
+                "revision": getattr(args, "model_revisions", {}).get(row_name, model.revision),  # a resume keeps it
                 "params_m": round(model.params_m, 1), "cpus_per_trial": size.cpus, "gpus_per_trial": size.gpus,
                 "custom_resources": size.custom, "max_concurrent": size.max_concurrent, "gpu_reason": size.reason,
                 "epoch_tflop": epoch_tflop(profile, len(data.train), max_length),
@@ -156,8 +160,6 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
                                 else num_samples),
                 "first_trial": first_trial(experiment, model_space) if args.search != "grid" else None})
 
-    name = args.name or f"{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    sweep_dir = Path(args.storage).expanduser().resolve() / name
     plan = Plan(
         experiment=experiment.name, dataset=experiment.dataset,
         data_source=str(Path(args.data_dir).resolve()) if args.data_dir else DATASETS[experiment.dataset].hub_id,
@@ -214,27 +216,25 @@ def size_trials(model: ResolvedModel, cluster: Cluster, on_gpu: bool, *, batch_s
 
 
 def check_fits(cluster: Cluster, on_gpu: bool, gpus_per_trial: float | None, cpus_per_trial: int | None) -> None:
-    """A --gpus-per-trial or --cpus-per-trial that no node can hold is refused: Ray places a trial on one node,
-    so it would wait for one forever. Trials on GPUs run on GPU nodes, so theirs count; a cluster that shows no
+    """A --gpus-per-trial / --cpus-per-trial request that no node (alive, or a type the autoscaler may add) can
+    hold is refused, naming the largest: Ray places a trial on one node, so it would wait for one forever. More
+    than one GPU is refused too: a trial trains on one device (cuda:0 of those Ray grants it), so the others
+    would sit reserved and idle. Trials on GPUs run on GPU nodes, so only theirs count; a cluster that shows no
     GPU node yet (--device gpu) cannot be checked."""
-    if gpus_per_trial and gpus_per_trial > 1 and not float(gpus_per_trial).is_integer():
-        raise ClusterError(f"--gpus-per-trial {gpus_per_trial:g}: Ray cannot split a trial across GPUs; ask for a "
-                           f"fraction of one GPU (up to 1) or whole GPUs")
-    gpu_nodes = [node for node, _, _ in cluster.gpu_nodes()]
-    most_gpus = max((node["GPU"] for node in gpu_nodes), default=0.0)
-    if gpus_per_trial and gpu_nodes and gpus_per_trial > most_gpus:
-        raise ClusterError(f"--gpus-per-trial {gpus_per_trial:g}: the largest GPU node has {most_gpus:g} GPUs "
-                           f"(a trial runs on one node)")
-    if not cpus_per_trial:
+    if gpus_per_trial and gpus_per_trial > 1:
+        raise ClusterError(f"--gpus-per-trial {gpus_per_trial:g}: a trial trains on one GPU (cuda:0), so more would "
+                           f"sit idle; ask for 1 or a fraction of one")
+    on_gpu_nodes = on_gpu and gpus_per_trial != 0
+    request = {"CPU": float(cpus_per_trial or 0), "GPU": float(gpus_per_trial or 0) if on_gpu_nodes else 0.0}
+    nodes = cluster.named_nodes(gpu_only=on_gpu_nodes)
+    if not nodes or any(all(node.get(key, 0.0) >= amount for key, amount in request.items()) for _, node in nodes):
         return
-    if on_gpu and gpus_per_trial != 0:
-        if not gpu_nodes:
-            return
-        where, most_cpus = "GPU node", max(node.get("CPU", 0.0) for node in gpu_nodes)
-    else:
-        where, most_cpus = "node", cluster.largest_node_cpus()
-    if cpus_per_trial > most_cpus:
-        raise ClusterError(f"--cpus-per-trial {cpus_per_trial}: the largest {where} has {most_cpus:g} CPUs")
+    name, largest = max(nodes, key=lambda named: (named[1].get("CPU", 0.0), named[1].get("GPU", 0.0)))
+    flags = " ".join(f"{flag} {value:g}" for flag, value in (("--gpus-per-trial", gpus_per_trial),
+                                                             ("--cpus-per-trial", cpus_per_trial)) if value)
+    raise ClusterError(f"{flags}: no {'GPU node' if on_gpu_nodes else 'node'} holds such a trial (Ray places a "
+                       f"trial on one node); the largest is {name} ({largest.get('CPU', 0.0):g} CPU, "
+                       f"{largest.get('GPU', 0.0):g} GPU)")
 
 
 def searched_space(experiment: Experiment, budget: Budget, search: str, fixed: dict) -> dict:
@@ -317,6 +317,9 @@ def print_plan(plan: Plan, data: EmotionData, started_at: float) -> None:
         print(f"  model {model['name']}: {model['source']} ({model['params_m']}M params{note}); "
               f"{model['cpus_per_trial']:g} CPU + {model['gpus_per_trial']:g} GPU{custom} per trial, "
               f"up to {model['max_concurrent']} at once{reason}")
+        if model.get("copied_from"):
+            print(f"    copied from {model['copied_from']} before the first trial: other nodes cannot read this "
+                  f"machine's folders, every node reads the experiment dir")
         if model.get("fixed"):
             print(f"    fixed {model['fixed']}; searched {', '.join(model['searched']) or 'nothing'}; "
                   f"{model['num_samples']} trials")

@@ -1,8 +1,9 @@
 """Running a sweep: `main(EXPERIMENT)` is what every sweep file calls.
 
 In order: the flags (sweeps/cli.py), the cluster, the plan (sweeps/plan.py, printed; bad input stops there with
-nothing written), the experiment dir and its driver lock, Ray, each trial's shared inputs, the search (one Tune
-experiment holding every model's Optuna study, sweeps/tuning.py), the confirmation seeds
+nothing written), the experiment dir and its driver lock, on a multi-node cluster the copies of local model folders
+every node loads (sweeps/shared_models.py), Ray, each trial's shared inputs, the search (one Tune experiment
+holding every model's Optuna study, sweeps/tuning.py), the confirmation seeds
 (sweeps/confirmation.py), and the best-per-model table (analysis/best_trials.py). A time budget counts from the
 start of `main`: starting Ray and loading data are spent too.
 """
@@ -23,7 +24,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 
 from analysis.best_trials import print_or_fail, write_best_trials
-from sweeps.cli import build_parser, fail, resumed_args
+from sweeps.cli import build_parser, check_name, fail, resumed_args
 from sweeps.cluster import (Cluster, ClusterError, check_shared_storage, connected_cluster, local_cluster, unreachable,
                             private_cluster_warning)
 from sweeps.confirmation import CONFIRMATIONS, run_confirmation
@@ -32,6 +33,7 @@ from sweeps.driver import INTERRUPTED, DriverLock, Interrupts, LockHeld
 from sweeps.experiment import BUDGETS, Experiment
 from sweeps.plan import Plan, make_plan, print_plan, searched_space
 from sweeps.searcher import time_left_when_saved
+from sweeps.shared_models import copy_models
 from sweeps.studies import JOURNAL, open_journal, JournalError, Study
 from sweeps.tuning import build_tuner, close_cut_trials, fit
 from trainables import atomic
@@ -179,7 +181,8 @@ def print_dashboard(context) -> None:
 
 def claim_experiment_dir(sweep_dir: Path, resume: bool) -> DriverLock:
     """The experiment dir's driver lock, checked before anything is written: a running driver is named first,
-    whether or not this one asked to --resume; an existing dir needs --resume; a resumed journal must be one."""
+    whether or not this one asked to --resume; an existing dir needs --resume; a resumed journal must be one (a
+    sweep killed before its first trial has none yet, and checking it must not make one)."""
     lock = DriverLock(sweep_dir)
     if sweep_dir.exists():
         try:
@@ -188,7 +191,7 @@ def claim_experiment_dir(sweep_dir: Path, resume: bool) -> DriverLock:
             fail(str(error))
         if not resume:
             fail(f"--name {sweep_dir.name}: {sweep_dir} already exists; pass --resume to continue it or a new --name")
-    if resume:
+    if resume and (sweep_dir / JOURNAL).is_file():
         try:
             open_journal(sweep_dir / JOURNAL)
         except JournalError as error:
@@ -198,9 +201,11 @@ def claim_experiment_dir(sweep_dir: Path, resume: bool) -> DriverLock:
 
 def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     started_at = time.time()  # a time budget counts from here: starting Ray and loading data are spent too
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser(experiment).parse_args(argv)
+    check_name(args)
     if args.resume:
-        args = resumed_args(args)
+        args = resumed_args(experiment, args, argv)
     if args.metric == "jaccard" and not DATASETS[experiment.dataset].multi_label:
         fail(f"--metric jaccard: {experiment.dataset} is single-label (one emotion per text), where Jaccard is "
              f"accuracy; use macro_f1 or micro_f1")
@@ -227,6 +232,7 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
         lock.fd is not None or lock.acquire(create=True)
     except LockHeld as error:  # another driver started on the same new --name at the same moment
         fail(str(error))
+    copy_models(plan.models)  # the model folders trials on other nodes load (multi-node clusters only)
     resume = ["python", sys.argv[0], "--resume", "--name", sweep_dir.name, "--storage", args.storage]
     interrupts = Interrupts(resume + (["--address", args.address] if args.address else []))
     interrupts.install()

@@ -3,6 +3,7 @@ from the Ray cluster the sweep joins (its alive nodes, and the node types its au
 Ray gave a GPU trains on CUDA or fails in one line. Real Ray clusters that declare GPUs; no GPU needed."""
 from __future__ import annotations
 
+import re
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from sweeps.experiment import BUDGETS
 from sweeps.plan import size_trials
 from tests.helpers.sweeps import REPO
 from trainables.device import SIMULATED_GPUS_ENV, NoCudaError, autocast_dtype, trial_device
+from trainables.gpu_memory import CUDA_CONTEXT_GB, memory_fraction
 from trainables.models import MODELS, ResolvedModel, compute_profile, params_m_from_config
 
 CLUSTER_YAML = REPO / "cluster" / "cluster.yaml"
@@ -104,6 +106,31 @@ def test_the_memory_share_grows_with_the_batch():
     assert size_of("minilm", a10g).reason.endswith("of 24 GB")  # the A10G's memory, from Ray's accelerator type
 
 
+@pytest.mark.parametrize("gpu_gb", [16.0, 24.0, 80.0])
+@pytest.mark.parametrize("share", [0.125, 0.25, 0.5])
+def test_packed_trials_cap_their_memory_so_that_their_contexts_fit_beside_it(share, gpu_gb):
+    """A share is sized for training memory plus one CUDA context (share_of_gpu), so each trial's allocator cap is
+    its share less a context: the 1/share trials packed onto one GPU, caps and contexts, fill it exactly."""
+    trials = round(1 / share)
+    assert memory_fraction(share, gpu_gb) == pytest.approx(share - CUDA_CONTEXT_GB / gpu_gb)
+    assert trials * (memory_fraction(share, gpu_gb) * gpu_gb + CUDA_CONTEXT_GB) == pytest.approx(gpu_gb)
+
+
+def test_a_share_a_context_would_nearly_fill_keeps_half_of_it():
+    assert memory_fraction(0.125, 4.0) == pytest.approx(0.0625)  # 0.5 GB share: 0 left after a context
+    assert memory_fraction(0.125, 6.0) == pytest.approx(0.125 / 2)  # 0.25 GB left, below half the share
+
+
+def test_a_trial_on_cuda_caps_its_allocator_at_its_share_less_a_context(monkeypatch):
+    """The cap trial_device sets, with CUDA's calls stood in for: memory_fraction of the GPU's total memory."""
+    caps = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"total_memory": 24e9}))
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda fraction, device: caps.append(fraction))
+    assert trial_device(0.25, 2) == torch.device("cuda", 0) and trial_device(1, 2) == torch.device("cuda", 0)
+    assert caps == [pytest.approx(memory_fraction(0.25, 24.0))]  # a whole GPU is the trial's alone: no cap
+
+
 def test_a_trial_no_gpu_of_the_cluster_holds_is_refused_where_the_cluster_says_its_gpu_memory():
     t4s = Cluster("a:1", [{"CPU": 8.0, "GPU": 1.0, "accelerator_type:T4": 1.0}])
     with pytest.raises(ClusterError, match=r"^--models minilm: a trial needs .* GB .*largest GPU for it has 16 GB"):
@@ -112,18 +139,39 @@ def test_a_trial_no_gpu_of_the_cluster_holds_is_refused_where_the_cluster_says_i
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"gpus_per_trial": 16}, "--gpus-per-trial 16: the largest GPU node has 2 GPUs"),
-    ({"gpus_per_trial": 1.5}, "--gpus-per-trial 1.5: Ray cannot split a trial across GPUs"),
-    ({"cpus_per_trial": 999}, "--cpus-per-trial 999: the largest GPU node has 16 CPUs"),
+    ({"gpus_per_trial": 2}, "--gpus-per-trial 2: a trial trains on one GPU (cuda:0), so more would sit idle; ask for "
+                            "1 or a fraction of one"),
+    ({"gpus_per_trial": 1.5}, "--gpus-per-trial 1.5: a trial trains on one GPU"),
+    ({"cpus_per_trial": 999}, "--cpus-per-trial 999: no GPU node holds such a trial (Ray places a trial on one node); "
+                              "the largest is node 10.0.0.2 (16 CPU, 2 GPU)"),
+    ({"cpus_per_trial": 17, "gpus_per_trial": 0.5}, "--gpus-per-trial 0.5 --cpus-per-trial 17: no GPU node holds"),
+    ({"cpus_per_trial": 33, "gpus_per_trial": 0}, "--cpus-per-trial 33: no node holds such a trial (Ray places a "
+                                                  "trial on one node); the largest is an alive node (32 CPU, 0 GPU)"),
 ])
-def test_overrides_no_node_can_hold_are_refused(overrides, message):
-    two_gpus = Cluster("a:1", [{"CPU": 16.0, "GPU": 2.0}, {"CPU": 32.0}])
-    with pytest.raises(ClusterError, match=f"^{message}"):
+def test_overrides_no_node_can_hold_are_refused_naming_the_largest(overrides, message):
+    """A trial runs on one node, and on one GPU of it: the GPUs Ray grants beyond the first would sit idle."""
+    two_gpus = Cluster("a:1", [{"CPU": 16.0, "GPU": 2.0, "node:10.0.0.2": 1.0, "node:__internal_head__": 1.0},
+                               {"CPU": 32.0}])
+    with pytest.raises(ClusterError, match=f"^{re.escape(message)}"):
         size_of("minilm", two_gpus, **overrides)
-    assert size_of("minilm", two_gpus, gpus_per_trial=2, cpus_per_trial=16).gpus == 2
+    assert size_of("minilm", two_gpus, gpus_per_trial=1, cpus_per_trial=16).gpus == 1
+    assert size_of("minilm", two_gpus, gpus_per_trial=0, cpus_per_trial=32).cpus == 32
 
 
-@pytest.mark.parametrize("flag, value", [("--gpus-per-trial", "16"), ("--gpus-per-trial", "1.5"),
+def test_a_trial_no_node_type_of_cluster_yaml_holds_is_refused_naming_the_node_type():
+    """Right after `ray up` only the autoscaler's node types say what nodes will come: the message names one."""
+    cluster = cluster_yaml_cluster()
+    with pytest.raises(ClusterError, match=re.escape("--gpus-per-trial 1 --cpus-per-trial 16: no GPU node holds such "
+                                                     "a trial (Ray places a trial on one node); the largest is "
+                                                     "gpu_small (8 CPU, 1 GPU)")):
+        size_of("minilm", cluster, gpus_per_trial=1, cpus_per_trial=16)
+    assert size_of("qwen2.5-7b", cluster, gpus_per_trial=1, cpus_per_trial=8).cpus == 8
+    no_gpu_yet = Cluster("10.0.0.1:6379", [{"CPU": 0.0}])  # --device gpu before any GPU node: nothing to check
+    assert size_trials(alias_model("minilm"), no_gpu_yet, True, batch_size=8, max_length=64,
+                       cpus_per_trial=999).cpus == 999
+
+
+@pytest.mark.parametrize("flag, value", [("--gpus-per-trial", "2"), ("--gpus-per-trial", "1.5"),
                                          ("--cpus-per-trial", "999")])
 def test_the_plan_refuses_impossible_trial_sizes_in_one_line(run_cli, monkeypatch, tmp_path, goemotions_dir,
                                                                tiny_bert, flag, value):
