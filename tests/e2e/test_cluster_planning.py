@@ -24,6 +24,18 @@ def data_and_model(tmp_path_factory, tiny_bert):
     return write_goemotions(root / "data"), shutil.copytree(tiny_bert, root / "tiny")
 
 
+@pytest.fixture(scope="module")
+def gpu_cluster():
+    """One head with 8 CPUs, 2 declared GPUs and cluster.yaml's GPU classes, shared by the tests that only plan
+    against it (or run one trial that must fail): starting a cluster costs seconds each. Its nodes start without
+    the GPU simulation switch, so a trial given a GPU meets a torch without CUDA, as on a misconfigured node."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(SIMULATED_GPUS_ENV)
+        with two_node_cluster(cpus_per_node=8, gpus_per_node=2, workers=0,
+                              resources={SMALL_GPU: 2, LARGE_GPU: 2}) as cluster:
+            yield cluster
+
+
 def plan_on(cluster: dict, data_and_model, tmp_path, *flags: str, env: dict | None = None):
     data, model = data_and_model
     done, _ = run_on_cluster({**cluster, "env": {**cluster["env"], **(env or {})}}, [
@@ -32,19 +44,18 @@ def plan_on(cluster: dict, data_and_model, tmp_path, *flags: str, env: dict | No
     return done
 
 
-def test_dry_run_on_a_cluster_with_gpus_plans_gpu_shares(tmp_path, data_and_model):
-    """The issue's reproduction: `ray start --head --num-gpus 2 --num-cpus 2` and a driver without CUDA."""
-    with two_node_cluster(cpus_per_node=4, gpus_per_node=2, workers=0) as cluster:
-        on_gpus = plan_on(cluster, data_and_model, tmp_path)
-        on_cpus = plan_on(cluster, data_and_model, tmp_path, "--device", "cpu")
+def test_dry_run_on_a_cluster_with_gpus_plans_gpu_shares(tmp_path, data_and_model, gpu_cluster):
+    """The issue's reproduction: `ray start --head --num-gpus 2 --num-cpus 8` and a driver without CUDA."""
+    on_gpus = plan_on(gpu_cluster, data_and_model, tmp_path)
+    on_cpus = plan_on(gpu_cluster, data_and_model, tmp_path, "--device", "cpu")
     assert on_gpus.returncode == 0, on_gpus.stderr[-2000:]
-    assert "1 node, 4 CPUs, 2 GPUs; trials train on GPUs" in on_gpus.stdout
+    assert "1 node, 8 CPUs, 2 GPUs, 2 large_gpu, 2 small_gpu; trials train on GPUs" in on_gpus.stdout
     assert "budget full" in on_gpus.stdout
-    # a tiny model's step is sized by its memory: an eighth of a GPU; 16 eighths, but 4 CPUs
-    assert "1 CPU + 0.125 GPU per trial, up to 4 at once (memory" in on_gpus.stdout
+    # a tiny model's step is sized by its memory: an eighth of a GPU; 16 eighths, but 8 CPUs
+    assert f"1 CPU + 0.125 GPU + 0.125 {SMALL_GPU} per trial, up to 8 at once (memory" in on_gpus.stdout
     assert on_cpus.returncode == 0, on_cpus.stderr[-2000:]
     assert "trials train on CPUs" in on_cpus.stdout and "budget cpu" in on_cpus.stdout
-    assert "4 CPU + 0 GPU per trial, up to 1 at once" in on_cpus.stdout
+    assert "8 CPU + 0 GPU per trial, up to 1 at once" in on_cpus.stdout
     assert not (tmp_path / "runs").exists()
 
 
@@ -67,36 +78,34 @@ def test_autoscaling_head_plans_from_node_types_and_refuses_local_storage(tmp_pa
     assert (f"{int(small['CPU'] * 0.125)} CPU + 0.125 GPU + 0.125 {SMALL_GPU} per trial" in local.stdout)
 
 
-def test_a_gpu_trial_on_a_machine_without_cuda_errors_with_one_line(tmp_path, data_and_model, monkeypatch):
+def test_a_gpu_trial_on_a_machine_without_cuda_errors_with_one_line(tmp_path, data_and_model, gpu_cluster):
     """No simulation switch: the trial was given a (declared) GPU, torch has no CUDA, so it fails, not trains on
     CPU for hours."""
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    monkeypatch.delenv(SIMULATED_GPUS_ENV)  # the cluster's nodes start without it
     data, model = data_and_model
-    with two_node_cluster(cpus_per_node=2, gpus_per_node=1, workers=0) as cluster:
-        done, _ = run_on_cluster(cluster, [
-            "--data-dir", str(data), "--models", str(model), "--budget", "smoke", "--num-samples", "1",
-            "--max-failures", "0", "--storage", str(tmp_path), "--name", "nocuda"])
+    done, _ = run_on_cluster(gpu_cluster, [
+        "--data-dir", str(data), "--models", str(model), "--budget", "smoke", "--num-samples", "1",
+        "--max-failures", "0", "--storage", str(tmp_path), "--name", "nocuda"])
     [error_file] = (tmp_path / "nocuda").glob("*/error.txt")
     assert "NoCudaError: this trial was given 0.125 GPU but torch" in error_file.read_text()
     assert done.returncode == 0 or "NoCudaError" in done.stdout + done.stderr
 
 
-def test_warns_when_a_cluster_runs_here_but_the_sweep_starts_its_own(tmp_path, data_and_model, monkeypatch):
+def test_warns_when_a_cluster_runs_here_but_the_sweep_starts_its_own(tmp_path, data_and_model, gpu_cluster,
+                                                                    monkeypatch):
     """`python sweeps/...` on a cluster's head without --address would quietly start a private one-node Ray."""
-    with two_node_cluster(cpus_per_node=1, workers=0) as cluster:
-        (tmp_path / "ray").mkdir()
-        (tmp_path / "ray" / "ray_current_cluster").write_text(cluster["address"])  # what `ray start` leaves
-        monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
-        data, model = data_and_model
-        done = run_sweep("goemotions_raw.py", "--data-dir", str(data), "--models", str(model), "--dry-run")
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(gpu_cluster["address"])  # what `ray start` leaves
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    data, model = data_and_model
+    done = run_sweep("goemotions_raw.py", "--data-dir", str(data), "--models", str(model), "--dry-run")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"warning: a Ray cluster runs on this machine ({cluster['address']})" in done.stderr
+    assert f"warning: a Ray cluster runs on this machine ({gpu_cluster['address']})" in done.stderr
     assert "--address auto" in done.stderr
 
 
-def test_default_models_of_the_documented_commands_plan_gpu_shares_and_classes(tmp_path, tiny_bert):
+def test_default_models_of_the_documented_commands_plan_gpu_shares_and_classes(tmp_path, tiny_bert, gpu_cluster):
     """The issue's "done when": on a cluster with GPUs (declared, with cluster.yaml's GPU classes), the sweeps
     without --models plan every default model on GPUs, several trials at once; Qwen2.5-7B asks for a large GPU,
     everything else for a share of a small one. The default models come from a local Hugging Face cache (tiny
@@ -112,13 +121,11 @@ def test_default_models_of_the_documented_commands_plan_gpu_shares_and_classes(t
                          files=qwen if alias.startswith("qwen") else tiny_bert)
     env = {"HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1"}
     semeval = write_semeval_ec(tmp_path / "ec")
-    with two_node_cluster(cpus_per_node=8, gpus_per_node=2, workers=0,
-                          resources={SMALL_GPU: 2, LARGE_GPU: 2}) as cluster:
-        encoders, _ = run_on_cluster({**cluster, "env": {**cluster["env"], **env}}, [
-            "--data-dir", str(write_goemotions(tmp_path / "ge")), "--storage", str(tmp_path / "runs"), "--dry-run"])
-        decoders, _ = run_on_cluster({**cluster, "env": {**cluster["env"], **env}}, [
-            "--data-dir", str(semeval), "--storage", str(tmp_path / "runs"), "--dry-run"],
-            script="qlora_semeval_ec.py")
+    cluster = {**gpu_cluster, "env": {**gpu_cluster["env"], **env}}
+    encoders, _ = run_on_cluster(cluster, [
+        "--data-dir", str(write_goemotions(tmp_path / "ge")), "--storage", str(tmp_path / "runs"), "--dry-run"])
+    decoders, _ = run_on_cluster(cluster, [
+        "--data-dir", str(semeval), "--storage", str(tmp_path / "runs"), "--dry-run"], script="qlora_semeval_ec.py")
     assert encoders.returncode == 0, encoders.stderr[-2000:]
     shares = {}
     for alias in ("distilbert", "albert", "mobilebert", "minilm"):

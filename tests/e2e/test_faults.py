@@ -133,15 +133,26 @@ def failures(trial_dir) -> int:
     return (trial_dir / "error.txt").read_text().count("FloatingPointError: epoch 1: training loss is nan")
 
 
-def test_nan_trial_ends_errored_with_its_reason_and_the_sweep_goes_on(tmp_path, tiny_bert, goemotions_dir):
+WANDB_KEY = "fake0wandb0key0" + "7" * 25  # 40 characters, like a real key
+
+
+@pytest.fixture(scope="module")
+def nan_sweep(tmp_path_factory, tiny_bert, goemotions_dir):
+    """The NaN sweep, run once for two tests: with W&B offline, a W&B key in its environment and the dashboard on,
+    it is also the sweep the security test reads (one sweep fewer in the suite)."""
+    tmp_path = tmp_path_factory.mktemp("nan")
     script = tmp_path / "nan_lr.py"
     script.write_text(NAN_SWEEP)
     proc = start_sweep(script, "--data-dir", goemotions_dir, "--models", tiny_bert, "--budget", "smoke",
-                       "--search", "grid", "--max-failures", 1, "--storage", tmp_path, "--name", "nan",
-                       "--no-dashboard", env=sweep_env(PYTHONPATH=str(REPO)))
+                       "--search", "grid", "--max-failures", 1, "--wandb", "offline", "--storage", tmp_path,
+                       "--name", "nan", env=sweep_env(PYTHONPATH=str(REPO), WANDB_API_KEY=WANDB_KEY))
     output = finish(proc)
     assert proc.returncode == 0, output[-3000:]
+    return tmp_path, script, output
 
+
+def test_nan_trial_ends_errored_with_its_reason_and_the_sweep_goes_on(nan_sweep):
+    tmp_path, script, _ = nan_sweep
     sweep_dir = tmp_path / "nan"
     by_lr = {json.loads((d / "params.json").read_text())["lr"]: d for d in trial_dirs(sweep_dir)}
     assert sorted(by_lr) == [1e-3, 1e30]
@@ -169,17 +180,12 @@ def test_nan_trial_ends_errored_with_its_reason_and_the_sweep_goes_on(tmp_path, 
     assert failures(restarted[0]) == 2 and results(restarted[0]) == []
 
 
-def test_wandb_key_is_never_written_and_dashboard_is_local_only(tmp_path, tiny_bert, goemotions_dir):
-    key = "fake0wandb0key0" + "7" * 25  # 40 characters, like a real key
-    proc = start_sweep(REPO / "sweeps" / "goemotions_raw.py", "--data-dir", goemotions_dir, "--models", tiny_bert,
-                       "--budget", "smoke", "--num-samples", 1, "--wandb", "offline", "--storage", tmp_path,
-                       "--name", "wandb", env=sweep_env(WANDB_API_KEY=key))
-    output = finish(proc)
-    assert proc.returncode == 0, output[-3000:]
+def test_wandb_key_is_never_written_and_dashboard_is_local_only(nan_sweep):
+    tmp_path, _, output = nan_sweep
     assert re.search(r"^Ray dashboard: http://127\.0\.0\.1:\d+ ", output, re.MULTILINE), "dashboard not on localhost"
 
-    sweep_dir = tmp_path / "wandb"
+    sweep_dir = tmp_path / "nan"
     assert list(sweep_dir.rglob("run-*.wandb")), "W&B wrote no offline run: the check below would be vacuous"
-    leaks = [str(p) for p in sweep_dir.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+    leaks = [str(p) for p in sweep_dir.rglob("*") if p.is_file() and WANDB_KEY.encode() in p.read_bytes()]
     assert leaks == []
-    assert key not in output
+    assert WANDB_KEY not in output

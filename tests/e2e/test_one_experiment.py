@@ -42,12 +42,12 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
 def test_studies_run_at_once_within_their_bounds_on_a_cluster_with_gpus(tmp_path, tiny_bert):
     """Three models, 3 trials each, at most 2 at once per study, half a (declared) GPU per trial on a head that
     has 2 GPUs and 6 CPUs: resources allow 4 trials at once, the studies would take 6."""
-    data = write_goemotions(tmp_path / "data", sizes=(2000, 48, 48))  # trials long enough to overlap
+    data = write_goemotions(tmp_path / "data", sizes=(1000, 48, 48))  # trials long enough to overlap
     models = [shutil.copytree(tiny_bert, tmp_path / name) for name in ("alpha", "beta", "gamma")]
     with two_node_cluster(cpus_per_node=6, gpus_per_node=2, workers=0) as cluster:
         done, _ = run_on_cluster(cluster, [
-            "--data-dir", str(data), "--models", *map(str, models), "--budget", "smoke", "--epochs", "2",
-            "--train-rows", "2000", "--num-samples", "3", "--search", "random", "--scheduler", "none",
+            "--data-dir", str(data), "--models", *map(str, models), "--budget", "smoke", "--epochs", "1",
+            "--train-rows", "1000", "--num-samples", "3", "--search", "random", "--scheduler", "none",
             "--cpus-per-trial", "1", "--gpus-per-trial", "0.5", "--max-concurrent", "2",
             "--storage", str(tmp_path), "--name", "cluster"])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -122,14 +122,15 @@ def test_time_budget_ends_the_sweep_and_the_analysis_runs(tmp_path, tiny_bert):
     started = time.time()
     result = run_sweep("goemotions_raw.py", "--data-dir", str(data), "--models", str(tiny_bert), "--budget", "smoke",
                        "--epochs", "3", "--train-rows", "600", "--num-samples", "500", "--search", "random",
-                       "--scheduler", "none", "--time-budget", "30s", "--storage", str(tmp_path), "--name", "budget",
+                       "--scheduler", "none", "--time-budget", "45s", "--storage", str(tmp_path), "--name", "budget",
                        "--no-dashboard")
     assert result.returncode == 0, result.stderr[-3000:]
-    [ends] = re.findall(r"time budget 30s: trials stop by (\d\d:\d\d:\d\d)", result.stdout)
+    [ends] = re.findall(r"time budget 45s: trials stop by (\d\d:\d\d:\d\d)", result.stdout)
     deadline = datetime.combine(date.fromtimestamp(started), datetime.strptime(ends, "%H:%M:%S").time()).timestamp()
-    assert started + 30 <= deadline <= started + 30 + 30  # the budget counts from the driver's start
+    assert started + 45 <= deadline <= started + 45 + 30  # the budget counts from the driver's start
     sweep_dir = tmp_path / "budget"
     rows = [row for trial in trial_dirs(sweep_dir) for row in results(trial)]
+    assert rows, "no trial finished an epoch inside the budget (Ray's start took it all): nothing was cut short"
     longest_epoch = max(row["time_this_iter_s"] for row in rows)
     assert max(row["timestamp"] for row in rows) <= deadline + longest_epoch + 2  # timestamps are whole seconds
     assert len(trial_dirs(sweep_dir)) < 500
