@@ -111,6 +111,11 @@ def experiment_name(text: str) -> str:
     return text
 
 
+def absolute_path(text: str) -> str:
+    """A path saved absolute: a resume restates it from any directory, and the plan names where it is."""
+    return os.path.abspath(os.path.expanduser(text))
+
+
 def check_name(args: argparse.Namespace) -> None:
     """--name against --storage, before anything prints or starts: a name longer than the filesystem's limit, or one
     a file already has, would end the sweep in a traceback once its plan had printed."""
@@ -153,6 +158,9 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
     add("--confirm-seeds", type=number(int, 0, 100),
         help="after the search, re-train each model's best configuration with N further seeds (default: 3 for the "
              "cpu and full budgets, 0 for smoke)")
+    add("--warm-start", nargs="+", type=absolute_path, metavar="RESULTS_DIR",
+        help="start each model's study with the best configurations (up to 3 each) of these earlier experiments' "
+             "studies of that model, re-measured on this sweep's data (not with --search grid)")
     add("--budget", choices=tuple(BUDGETS), help="smoke | cpu | full (default full on GPUs, cpu on CPUs)")
     add("--data-dir", help="dataset files in their release format (default: load from the hub)")
     add("--storage", type=storage_dir, default="results", help="where experiment directories go (default ./results)")
@@ -195,7 +203,9 @@ def resumed_args(experiment: Experiment, args: argparse.Namespace, argv: list[st
     if given again, with the commits it started on (not whatever the hub's main branch points to now). It continues
     where it is now, so --storage and --name are the given ones (the saved ones name where it started). A flag
     given beside --resume is applied if RESUME_MAY_CHANGE has it, else refused unless it restates the saved value:
-    silently dropping it would run a sweep other than the one asked for."""
+    silently dropping it would run a sweep other than the one asked for. --warm-start is such a flag: its
+    configurations were enqueued in the journal at the start, so a resume neither redoes it nor takes others (it
+    continues with the saved ones, saved_warm_starts)."""
     if not args.name:
         fail("--resume needs --name of the experiment to continue")
     saved = Path(args.storage).expanduser().resolve() / args.name / "sweep.json"
@@ -203,7 +213,7 @@ def resumed_args(experiment: Experiment, args: argparse.Namespace, argv: list[st
     parser = build_parser(experiment)
     defaults = {action.dest: action.default for action in parser._actions if action.default != argparse.SUPPRESS}
     values = {**defaults, **saved_flags(parser, {**OLDER_SWEEPS, **sweep["args"]}, saved),
-              **pinned_revisions(sweep, saved)}
+              **pinned_revisions(sweep, saved), **saved_warm_starts(sweep, saved)}
     for dest in given_flags(experiment, argv):
         if dest not in RESUME_MAY_CHANGE + RESUME_LOCATES and getattr(args, dest) != values[dest]:
             flag = f"--{dest.replace('_', '-')}"
@@ -274,6 +284,32 @@ def pinned_revisions(sweep: dict, saved: Path) -> dict:
         fail(f"{saved}: data_revision: {json.dumps(sweep['data_revision'])[:80]} is not a hub commit")
     return {"data_revision": sweep.get("data_revision"), "model_revisions": {m["name"]: m.get("revision")
                                                                              for m in models}}
+
+
+def saved_warm_starts(sweep: dict, saved: Path) -> dict:
+    """Each model's --warm-start configurations as the experiment chose them at its start: a resume reads no source
+    experiment again (it may have moved, or grown), and the searcher enqueues them only in a study the journal does
+    not have yet (a sweep stopped before its first trial)."""
+    starts = {model["name"]: model.get("warm_start", []) for model in sweep.get("models", [])}
+    for name, sources in starts.items():
+        if not (isinstance(sources, list) and all(map(is_warm_source, sources))):
+            fail(f"{saved}: models: {name}: warm_start: not a list of source experiments, each with the numbers, "
+                 f"values and params of the trials taken from it")
+    return {"warm_starts": starts}
+
+
+def is_warm_source(source) -> bool:
+    """A source of sweeps/warm_start.py's rows: where from, the values' dataset, metric and best, its trials."""
+    return (isinstance(source, dict) and all(isinstance(source.get(key), str) for key in ("experiment", "dataset",
+                                                                                          "metric"))
+            and is_json_number(source.get("best")) and isinstance(source.get("trials"), list)
+            and all(isinstance(trial, dict) and isinstance(trial.get("trial"), int)
+                    and is_json_number(trial.get("value")) and isinstance(trial.get("params"), dict)
+                    for trial in source["trials"]))
+
+
+def is_json_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def given_flags(experiment: Experiment, argv: list[str]) -> list[str]:

@@ -2,10 +2,11 @@
 
 `make_plan` turns the flags, the cluster and the sweep file's `Experiment` into one row per study (model, or
 model × variant): its GPU share and CPUs sized from the model's training step on this cluster (`size_trials`),
-its fixed values and searched space, its trial budget and the point it starts at. Each model gets its own
-Optuna study with its own trial budget (one TPE study across models would spend most trials on whichever model
-looks best early). Bad flags, data files, model names and trial sizes no node can hold end the run here with
-one line and exit code 2, and nothing is written.
+its fixed values and searched space, its trial budget, the point it starts at and the configurations of earlier
+sweeps it tries first (--warm-start, sweeps/warm_start.py). Each model gets its own Optuna study with its own
+trial budget (one TPE study across models would spend most trials on whichever model looks best early). Bad
+flags, data files, model names, --warm-start experiments and trial sizes no node can hold end the run here with one
+line and exit code 2, and nothing is written.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from sweeps.cluster import (CUDA_CONTEXT_GB, REFERENCE_GPU_MEMORY_GB, Cluster, C
 from sweeps.experiment import BUDGETS, Budget, Experiment
 from sweeps.shared_models import trial_source
 from sweeps.studies import JOURNAL
+from sweeps.warm_start import add_warm_starts, warm_start_lines
 from trainables.data import DATASETS, DataError, EmotionData, load_dataset
 from trainables.hub import hub_reachable
 from trainables.models import (ComputeProfile, ModelError, ResolvedModel, compute_profile, four_bit_problem,
@@ -124,7 +126,7 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
     defaults = import_module(f"trainables.{experiment.trainable}").DEFAULTS
     name = args.name or f"{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_dir = Path(args.storage).expanduser().resolve() / name
-    model_rows = []
+    model_rows, spaces = [], {}
     for model in models:
         try:
             profile = compute_profile(model)
@@ -135,7 +137,7 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
             model_fixed = {**{key: value for key, value in experiment.per_model.get(model.name, {}).items()
                               if getattr(args, key, None) is None},  # a flag beats the sweep file's value
                            **study}
-            model_space = searched_space(experiment, budget, args.search, {**fixed, **model_fixed})
+            model_space = spaces[row_name] = searched_space(experiment, budget, args.search, {**fixed, **model_fixed})
             if experiment.trainable == "decoder":
                 check_decoder(model, {**fixed, **model_fixed}, model_space, on_gpu, budget_name)
             if model_fixed.get("variant") == "qlora" and (problem := four_bit_problem()):
@@ -159,6 +161,7 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
                 "num_samples": (math.prod(len(v) for v in model_space.values()) if args.search == "grid"
                                 else num_samples),
                 "first_trial": first_trial(experiment, model_space) if args.search != "grid" else None})
+    add_warm_starts(model_rows, spaces, args)
 
     plan = Plan(
         experiment=experiment.name, dataset=experiment.dataset,
@@ -325,6 +328,8 @@ def print_plan(plan: Plan, data: EmotionData, started_at: float) -> None:
                   f"{model['num_samples']} trials")
         if model.get("first_trial"):
             print(f"    first trial at {model['first_trial']}")
+        for line in warm_start_lines(model, bool(plan.args.get("warm_start"))):
+            print(f"    {line}")
     print(f"  W&B {plan.wandb}; results in {plan.sweep_dir}")
     print(f"  Optuna studies (one per model): optuna-dashboard {Path(plan.sweep_dir) / JOURNAL}")
 

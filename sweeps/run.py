@@ -35,6 +35,7 @@ from sweeps.plan import Plan, make_plan, print_plan, searched_space
 from sweeps.searcher import time_left_when_saved
 from sweeps.shared_models import copy_models
 from sweeps.studies import JOURNAL, open_journal, JournalError, Study
+from sweeps.warm_start import enqueued
 from sweeps.tuning import build_tuner, close_cut_trials, fit
 from trainables import atomic
 from trainables.data import DATASETS, EmotionData
@@ -78,7 +79,7 @@ def studies_of(plan: Plan, experiment: Experiment) -> list[Study]:
             space=searched_space(experiment, BUDGETS[plan.budget], plan.search, fixed),
             num_samples=model["num_samples"], max_concurrent=model["max_concurrent"], cpus=model["cpus_per_trial"],
             gpus=model["gpus_per_trial"], custom=model["custom_resources"], first_trial=model["first_trial"],
-            epoch_tflop=model["epoch_tflop"]))
+            warm_start=enqueued(model), epoch_tflop=model["epoch_tflop"]))
     return studies
 
 
@@ -209,6 +210,9 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     if args.metric == "jaccard" and not DATASETS[experiment.dataset].multi_label:
         fail(f"--metric jaccard: {experiment.dataset} is single-label (one emotion per text), where Jaccard is "
              f"accuracy; use macro_f1 or micro_f1")
+    if args.warm_start and args.search == "grid":
+        fail("--warm-start: --search grid tries every point of its grid in its own order, so it has no first trials "
+             "to seed; warm-start a --search tpe or random sweep")
     if args.wandb == "online" and not os.environ.get("WANDB_API_KEY"):
         fail("--wandb online needs WANDB_API_KEY in the environment (or use --wandb offline)")
 

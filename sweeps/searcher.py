@@ -48,6 +48,17 @@ def make_sampler(search: str, study: Study, seed: int, trials_so_far: int = 0,
                                       n_startup_trials=startup or startup_trials(study.num_samples))
 
 
+def enqueue_first(created: optuna.Study, study: Study, search: str) -> None:
+    """A new study's first trials: the recipe's start point (tpe/random), then the --warm-start configurations.
+    `ask` hands enqueued trials out first, and suggests each param of the study's distributions as the value the
+    trial was enqueued with (the sampler draws any it lacks), so `trial.params`, which the Tune config is built
+    from, carries them. A resumed study's journal has them already: they are not enqueued twice."""
+    if study.first_trial and search != "grid":
+        created.enqueue_trial(study.first_trial)
+    for trial in study.warm_start:
+        created.enqueue_trial(**trial)
+
+
 # --allocate adaptive: a model is reliably behind when its best validation score, even SEED_SD better, stays below
 # the leader's, even SEED_SD worse (its optimistic estimate below the leader's pessimistic one). SEED_SD is the
 # spread of one configuration's score over seeds, which the confirmation phase measures: 0.004-0.011 macro-F1 /
@@ -140,8 +151,8 @@ class StudySearcher(Searcher):
                                               load_if_exists=True)
                 trials = created.get_trials(deepcopy=False)
                 created.sampler = make_sampler(self.search, study, self.seed, len(trials), self.startup(name))
-                if not trials and study.first_trial and self.search != "grid":
-                    created.enqueue_trial(study.first_trial)
+                if not trials:
+                    enqueue_first(created, study, self.search)
                 if created.metric_names is None:  # optuna-dashboard's name for the objective
                     with warnings.catch_warnings():  # experimental since Optuna 3.2, and still there in 5.0
                         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

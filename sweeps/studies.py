@@ -59,6 +59,8 @@ class Study:
     custom: dict[str, float] = field(default_factory=dict)  # custom resources per trial (large_gpu / small_gpu)
     first_trial: dict | None = None  # tpe/random: the point tried first (the recipe's defaults)
     epoch_tflop: float = 0.0  # the plan's estimate of one epoch's training compute (before any trial has run)
+    # tpe/random: tried after first_trial (--warm-start, sweeps/warm_start.py), as enqueue_trial's params, user_attrs
+    warm_start: list[dict] = field(default_factory=list)
     distributions: dict[str, BaseDistribution] = field(init=False)
 
     def __post_init__(self):
