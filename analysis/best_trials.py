@@ -7,7 +7,9 @@ Reads the finished experiment directory (never trains; analysis.trials): each tr
 the predictions.npz its best checkpoint holds. Trials are grouped by their study (`study` in the config: the model,
 or model-variant). Writes best_trials.md / .csv / .json into the experiment dir, with what each model cost
 (CPU- and GPU-seconds: the trial's reserved share times its wall time, summed over the study's trials), and for
-datasets with a leaderboard format the prediction files (analysis.predictions).
+datasets with a leaderboard format the prediction files (analysis.predictions). ensembles.json holds the seed
+ensembles (kind "seeds") and the trial ensemble of all the sweep's trials (kind "trials", analysis.trial_ensemble),
+each with its predictions in ensembles/; the table shows them beside the best trials.
 
 This is the step a sweep runs when it ends (sweeps also take read_trials, best_runs, ExperimentError and
 print_or_fail from here, which it uses itself): it puts together reading the trials (analysis.trials), their tables
@@ -21,8 +23,10 @@ import json
 from pathlib import Path
 
 from analysis.predictions import prediction_rows, write_prediction_files
-from analysis.tables import cost_line, markdown_table, per_class_f1, per_class_markdown, seed_lines
-from analysis.trials import ExperimentError, best_per_model, best_runs, print_or_fail, read_trials, seed_ensembles
+from analysis.tables import (cost_line, markdown_table, per_class_f1, per_class_markdown, seed_lines,
+                             trial_ensemble_lines)
+from analysis.trials import (ExperimentError, best_per_model, best_runs, print_or_fail, read_trials, seed_ensembles,
+                             trial_ensemble_row, trial_runs)
 from trainables import atomic
 from trainables.data import DataError
 
@@ -32,7 +36,8 @@ def write_best_trials(path: Path) -> str:
     the experiment dir; return the markdown."""
     path = Path(path)
     trials = read_trials(path)
-    runs = best_runs(trials)  # every trial's predictions read once, for the table and the ensembles
+    finished = trial_runs(trials)  # every trial's predictions read once, for the table and the ensembles
+    runs = best_runs(trials, finished)
     rows, skipped = best_per_model(trials, runs)
     if not rows:
         raise ExperimentError(f"{path}: no trial finished an epoch with saved predictions")
@@ -42,8 +47,9 @@ def write_best_trials(path: Path) -> str:
         writer.writeheader()
         writer.writerows(entry for table in per_class.values() for entry in table)
     ensembles = seed_ensembles(path, trials, runs)
-    table = markdown_table(rows + ensembles, skipped) + "\n" + cost_line(trials) + "\n"
-    if lines := seed_lines(rows, ensembles):
+    joint = trial_ensemble_row(path, finished[0])
+    table = markdown_table(rows + ensembles + ([joint] if joint else []), skipped) + "\n" + cost_line(trials) + "\n"
+    if lines := seed_lines(rows, ensembles) + trial_ensemble_lines(rows, joint):
         table += "\n" + "\n".join(lines) + "\n"
     table += "".join("\n" + per_class_markdown(model, entries) for model, entries in per_class.items())
     try:
@@ -55,7 +61,7 @@ def write_best_trials(path: Path) -> str:
                          for p in written) + ("\n" if written else "")
     metrics = " / ".join(sorted({row["metric"] for row in rows}))
     atomic.write_text(path / "best_trials.md", f"# Best trial per model (chosen by validation {metrics})\n\n{table}")
-    atomic.write_text(path / "ensembles.json", json.dumps(ensembles, indent=2))
+    atomic.write_text(path / "ensembles.json", json.dumps(ensembles + ([joint] if joint else []), indent=2))
     atomic.write_text(path / "best_trials.json", json.dumps(rows, indent=2))
     fields = sorted({key for row in rows for key in row}, key=lambda k: list(rows[0]).index(k)
                     if k in rows[0] else len(rows[0]))

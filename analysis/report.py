@@ -4,15 +4,18 @@
 
 Reads finished experiment dirs only (best trial per model by validation, analysis.trials; FP32 vs INT8
 from each dir's quantization.json when analysis.quantize has run). Writes report.md and PNG figures (analysis.figures):
-Table 1 macro-F1 by model x label scheme, Table 2 efficiency, Table 3 FP32 vs INT8, per-class error analysis,
+Table 1 macro-F1 by model x label scheme, the ensembles (seed ensembles and the trial ensemble, analysis.trial_ensemble)
+beside the best trial, Table 2 efficiency, Table 3 FP32 vs INT8, per-class error analysis,
 bootstrap 95% intervals of test macro-F1 and which models' intervals overlap (close models swap rank between
 splits, so an overlap means the ranking is not settled). Every number links to its trial directory.
 Dirs that cannot be read are listed under "Skipped" with one line each; the rest is still reported. Sweeps
 that ran with W&B also get the tables logged as a "report" run in their group.
+Refused before anything is written, in one line with exit 2 (no report dir made): `--out` naming an existing file
+or a dir under a file or an unwritable dir, a `--resamples` that is not a count (1 .. 2**31-1), and experiment dirs
+none of which can be read.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,11 +27,12 @@ import numpy as np
 from scipy.stats import bootstrap
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
+from analysis.checks import CheckError, OneLineParser, count, new_dirs, output_dir
 from analysis.decision import decisions
 from analysis.figures import plot_confusion, plot_fp32_vs_int8, plot_latency_vs_f1, plot_macro_f1
-from analysis.tables import cost_line, fmt, seed_lines
+from analysis.tables import cost_line, ensemble_table, fmt, seed_lines
 from analysis.trials import (ExperimentError, best_per_model, best_runs, class_names, read_json, read_trials,
-                             seed_ensembles)
+                             seed_ensembles, trial_ensemble_row, trial_runs)
 from trainables import atomic
 from trainables.data import DATASETS
 
@@ -46,6 +50,7 @@ class Experiment:
     quantized: dict[str, dict] = field(default_factory=dict)  # model -> quantization.json row
     variants: list[dict] = field(default_factory=list)  # variants.json rows
     seeds: list[str] = field(default_factory=list)  # winners over seeds: mean ± sd, ensembles, top-two test
+    ensembles: list[str] = field(default_factory=list)  # the best trial, seed ensembles and trial ensemble, a table
     allocation: list[str] = field(default_factory=list)  # --allocate adaptive: trials moved between models
 
 
@@ -58,7 +63,8 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
     try:
         sweep = read_json(sweep_file)
         trials = read_trials(path)
-        runs = best_runs(trials)  # every trial's predictions read once
+        finished = trial_runs(trials)  # every trial's predictions read once
+        runs = best_runs(trials, finished)
         rows, failed = best_per_model(trials, runs)
     except ExperimentError as error:
         skipped.append(str(error))
@@ -67,9 +73,14 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
     if not rows:
         skipped.append(f"{path}: no successful trial (none finished an epoch with saved predictions)")
         return None
+    if not isinstance(sweep, dict) or sweep.get("dataset") not in DATASETS or "experiment" not in sweep:
+        skipped.append(f"{sweep_file}: names no known dataset and experiment (one of: {', '.join(DATASETS)})")
+        return None
     kind = "multi-label" if DATASETS[sweep["dataset"]].multi_label else "single-label"
+    seed_rows, joint = seed_ensembles(path, trials, runs), trial_ensemble_row(path, finished[0])
     experiment = Experiment(path, f"{sweep['experiment']} ({kind})", sweep, rows, cost_line(trials),
-                            seeds=seed_lines(rows, seed_ensembles(path, trials, runs)))
+                            seeds=seed_lines(rows, seed_rows),
+                            ensembles=ensemble_table(rows, seed_rows, joint) if seed_rows or joint else [])
     experiment.allocation = allocation_lines(path, sweep)
     quantization = path / "quantization.json"
     if quantization.is_file():
@@ -158,13 +169,18 @@ def slug(text: str) -> str:
 
 
 def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[str, list[str]]:
-    """Write report.md and figures into `out`; return (markdown, skipped lines)."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write report.md and figures into `out`; return (markdown, skipped lines). The experiments are read before
+    `out` is made, and a report that fails midway removes the dirs it made: a refusal leaves nothing behind."""
     skipped: list[str] = []
     experiments = [e for e in (load_experiment(Path(p), skipped) for p in paths) if e is not None]
     if not experiments:
         raise ExperimentError("no readable experiment: " + "; ".join(skipped))
+    with new_dirs(out):
+        return write_report(experiments, skipped, out, resamples)
 
+
+def write_report(experiments: list[Experiment], skipped: list[str], out: Path, resamples: int
+                 ) -> tuple[str, list[str]]:
     entries = []  # one per best trial with test labels
     for experiment in experiments:
         for row in experiment.rows:
@@ -206,6 +222,13 @@ def build_report(paths: list[Path], out: Path, resamples: int = 1000) -> tuple[s
                   "of the seed-averaged predictions).", ""]
         for x in experiments:
             lines += [f"{x.path.name} ({x.scheme}):", "", *x.seeds, ""] if x.seeds else []
+    if any(x.ensembles for x in experiments):
+        lines += ["", "## Ensembles", "",
+                  "The best single trial beside each seed ensemble and the trial ensemble (greedy selection with "
+                  "replacement over every trial's validation probabilities, weights the times each trial was picked, "
+                  "thresholds chosen again on validation): validation picked them all, test reports them.", ""]
+        for x in experiments:
+            lines += [f"{x.path.name} ({x.scheme}):", "", *x.ensembles, ""] if x.ensembles else []
     if any(x.allocation for x in experiments):
         lines += ["", "## Trials moved between models (--allocate adaptive)", "",
                   "Once every model had finished its random startup trials, a model whose best validation score was "
@@ -345,16 +368,17 @@ def log_to_wandb(experiment: Experiment, entries: list[dict], int8_rows: list[di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
     parser.add_argument("experiment_dirs", type=Path, nargs="+")
     parser.add_argument("--out", type=Path, help="where report.md and the PNGs go (default: <common parent of "
                                                  "the experiment dirs>/report)")
-    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument("--resamples", type=count, default=1000, help="bootstrap resamples (default 1000)")
     args = parser.parse_args(argv)
     out = args.out or Path(os.path.commonpath([p.resolve().parent for p in args.experiment_dirs])) / "report"
     try:
+        output_dir("--out", out)
         _, skipped = build_report(args.experiment_dirs, out, args.resamples)
-    except ExperimentError as error:
+    except (CheckError, ExperimentError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for line in skipped:

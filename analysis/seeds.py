@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import bootstrap
 
-from analysis.decision import decisions
+from analysis.decision import average, decisions
 from trainables.metrics import score, thresholds_for
 
 
@@ -46,13 +46,15 @@ def summary(runs: list[SeedRun], metric: str) -> dict:
     return out
 
 
-def ensemble(runs: list[SeedRun], metric: str, method: str = "exact") -> dict[str, np.ndarray]:
-    """The seeds' probabilities averaged, with thresholds chosen again on validation for `metric`, in the layout
-    of a trial's predictions.npz (so every reader of those reads it too)."""
+def ensemble(runs: list[SeedRun], metric: str, method: str = "exact", weights: list[int] | None = None
+             ) -> dict[str, np.ndarray]:
+    """The runs' probabilities averaged (with `weights`, a trial ensemble's; equal for seeds), with thresholds chosen
+    again on validation for `metric`, in the layout of a trial's predictions.npz (so every reader of those reads it
+    too)."""
     first = runs[0].arrays
     arrays = {key: first[key] for key in ("val_labels", "test_labels", "label_names") if key in first}
-    arrays["val_probs"] = np.mean([run.arrays["val_probs"] for run in runs], axis=0)
-    arrays["test_probs"] = np.mean([run.arrays["test_probs"] for run in runs], axis=0)
+    arrays["val_probs"] = average([run.arrays["val_probs"] for run in runs], weights)
+    arrays["test_probs"] = average([run.arrays["test_probs"] for run in runs], weights)
     arrays.update(epoch=np.int64(0), metric=np.str_(metric))
     if "per_class_thresholds" in first:
         global_t, per_class_t = thresholds_for(metric, arrays["val_probs"], arrays["val_labels"], method)

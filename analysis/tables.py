@@ -1,6 +1,7 @@
-"""The tables of the best trials: one markdown row per model (or seed ensemble), the sweep's cost, the seed lines
-(mean ± sd, ensembles, the top two compared on test) and per-class F1 at each trial's own decision rule. Written into
-best_trials.md by analysis.best_trials; analysis.report shows the same numbers.
+"""The tables of the best trials: one markdown row per model (or seed ensemble, or the trial ensemble), the sweep's
+cost, the seed lines (mean ± sd, ensembles, the top two compared on test), the trial ensemble's line, the ensembles
+beside the best trial, and per-class F1 at each trial's own decision rule. Written into best_trials.md by
+analysis.best_trials; analysis.report shows the same numbers.
 """
 from __future__ import annotations
 
@@ -36,13 +37,26 @@ def markdown_table(rows: list[dict], skipped: list[Trial]) -> str:
     lines = ["| " + " | ".join(columns) + " | config | trial |", "|" + "---|" * (len(columns) + 2)]
     for row in rows:
         config = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(row.get("config", {}).items()))
-        trial = Path(row["trial_dir"]).name if "trial_dir" in row else "averaged probabilities of its seeds"
-        lines.append("| " + " | ".join(fmt(row.get(c, "")) for c in columns) + f" | {config} | {trial} |")
+        lines.append("| " + " | ".join(fmt(row.get(c, "")) for c in columns) + f" | {config} | {source(row)} |")
     if skipped:
         lines += ["", "Skipped (errored or no saved predictions):"]
         lines += [f"- {t.model} {t.directory.name}: {t.error or 'no checkpoint with test predictions'}"
                   for t in skipped]
     return "\n".join(lines) + "\n"
+
+
+def source(row: dict) -> str:
+    """Where a row's numbers come from: its trial, or the trials an ensemble averages."""
+    if "trial_dir" in row:
+        return Path(row["trial_dir"]).name
+    if row.get("kind") == "trials":
+        return "weighted average of " + members_text(row)
+    return "averaged probabilities of its seeds"
+
+
+def members_text(row: dict) -> str:
+    """A trial ensemble's members with their weights: `minilm_ab12 ×3, albert_cd34 ×1`."""
+    return ", ".join(f"{Path(member).name} ×{weight}" for member, weight in zip(row["members"], row["weights"]))
 
 
 def cost_line(trials: list[Trial]) -> str:
@@ -69,6 +83,32 @@ def seed_lines(rows: list[dict], ensembles: list[dict]) -> list[str]:
         lines.append(line)
     if comparison := top_two_comparison(rows, ensembles):
         lines.append(f"- {comparison}")
+    return lines
+
+
+def trial_ensemble_lines(rows: list[dict], joint: dict | None) -> list[str]:
+    """One markdown line: the trial ensemble's members and weights, and its scores beside the best trial's."""
+    if joint is None:
+        return []
+    metric, best = joint["metric"], max(rows, key=lambda row: row["val_score"])
+    line = (f"- trial ensemble: greedy selection with replacement over {joint['library']} trials ({joint['rounds']} "
+            f"picks): {members_text(joint)}; validation {metric} {joint[f'val_{metric}']:.4f} (best trial "
+            f"{best[f'val_{metric}']:.4f})")
+    if f"test_{metric}" in joint:
+        line += f", test {joint[f'test_{metric}']:.4f} (best trial {best[f'test_{metric}']:.4f})"
+    return [line]
+
+
+def ensemble_table(rows: list[dict], seed_rows: list[dict], joint: dict | None) -> list[str]:
+    """Markdown lines: the best trial, each seed ensemble and the trial ensemble side by side on the selected
+    metric (validation picked them all; test reports them)."""
+    metric, best = rows[0]["metric"], max(rows, key=lambda row: row["val_score"])
+    lines = [f"| row | members | val {metric} | test {metric} |", "|---|---|---|---|"]
+    entries = [(f"best trial ({best['model']})", best, Path(best["trial_dir"]).name)]
+    entries += [(row["model"], row, f"{row['seeds']} seeds") for row in seed_rows]
+    entries += [("trial ensemble", joint, members_text(joint))] if joint else []
+    for name, row, members in entries:
+        lines.append(f"| {name} | {members} | {fmt(row[f'val_{metric}'])} | {fmt(row.get(f'test_{metric}', 'n/a'))} |")
     return lines
 
 

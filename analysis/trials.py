@@ -1,6 +1,6 @@
 """Reading a finished experiment (never training): its trials, each trial's best checkpoint scored at the thresholds
 it chose on validation, the best run per model (by the sweep's --metric) with the trials that confirmed it over seeds,
-and their seed ensembles.
+their seed ensembles, and the trial ensemble of every trial (analysis.trial_ensemble).
 
 Each trial dir holds params.json, result.json and, in its checkpoints, predictions.npz (probabilities, labels and
 the decision rule, analysis.decision). Trials are grouped by their study (`study` in the config: the model, or
@@ -21,6 +21,7 @@ from sklearn.metrics import jaccard_score
 
 from analysis.decision import selected_metric
 from analysis.seeds import SeedRun, confirmed_runs, ensemble, summary
+from analysis.trial_ensemble import trial_ensemble
 from trainables import atomic
 from trainables.metrics import macro_f1, multilabel_report, singlelabel_report
 
@@ -174,19 +175,32 @@ def trial_row(trial: Trial) -> dict | None:
     return run.row if run else None
 
 
-def best_runs(trials: list[Trial]) -> tuple[dict[str, list[SeedRun]], list[Trial]]:
-    """Per model, its best search trial (by the selected metric on validation) followed by the trials that
-    confirmed that configuration with other seeds; and the trials that errored or left nothing readable."""
-    best: dict[str, SeedRun] = {}
-    confirmations, skipped = [], []
+def trial_runs(trials: list[Trial]) -> tuple[list[SeedRun], list[Trial]]:
+    """Every trial's best checkpoint as a run, in trial order, each trial's predictions read once; and the trials
+    that errored or left nothing readable."""
+    runs, skipped = [], []
     for trial in trials:
         run = trial_run(trial)
         if run is None:
             skipped.append(trial)
-        elif run.row["config_confirm_of"]:
+        else:
+            runs.append(run)
+    return runs, skipped
+
+
+def best_runs(trials: list[Trial], finished: tuple | None = None) -> tuple[dict[str, list[SeedRun]], list[Trial]]:
+    """Per model, its best search trial (by the selected metric on validation) followed by the trials that
+    confirmed that configuration with other seeds; and the trials that errored or left nothing readable.
+    `finished`: trial_runs(trials), when the caller has them already."""
+    best: dict[str, SeedRun] = {}
+    confirmations = []
+    runs, skipped = finished or trial_runs(trials)
+    for run in runs:
+        model = run.row["model"]
+        if run.row["config_confirm_of"]:
             confirmations.append(run)
-        elif trial.model not in best or run.row["val_score"] > best[trial.model].row["val_score"]:
-            best[trial.model] = run
+        elif model not in best or run.row["val_score"] > best[model].row["val_score"]:
+            best[model] = run
     return {model: confirmed_runs(run, confirmations) for model, run in best.items()}, skipped
 
 
@@ -227,10 +241,31 @@ def seed_ensembles(path: Path, trials: list[Trial], runs: tuple | None = None) -
         with atomic.replacing(saved, "wb") as handle:
             np.savez_compressed(handle, **arrays)
         scores = evaluate(arrays)
-        rows.append({"model": f"{model} ({len(seeds)}-seed ensemble)", "metric": metric, **scores,
+        rows.append({"model": f"{model} ({len(seeds)}-seed ensemble)", "kind": "seeds", "metric": metric, **scores,
                      "val_score": scores[f"val_{metric}"], "seeds": len(seeds), "of_model": model,
                      "members": [run.row["trial_dir"] for run in seeds], "predictions": str(saved)})
     return rows
+
+
+def trial_ensemble_row(path: Path, runs: list[SeedRun]) -> dict | None:
+    """The trial ensemble (analysis.trial_ensemble) of every trial's best checkpoint (`runs`: trial_runs) as a row
+    (model "trial ensemble", kind "trials") with its members, checkpoints, weights and thresholds, its predictions
+    saved as ensembles/trial_ensemble.npz in the trial layout; None when fewer than two trials can be averaged."""
+    joint = trial_ensemble(runs)
+    if joint is None:
+        return None
+    saved = path / "ensembles" / "trial_ensemble.npz"
+    saved.parent.mkdir(exist_ok=True)
+    with atomic.replacing(saved, "wb") as handle:
+        np.savez_compressed(handle, **joint.arrays)
+    metric, scores = selected_metric(joint.arrays), evaluate(joint.arrays)
+    thresholds = joint.arrays.get("per_class_thresholds")
+    return {"model": "trial ensemble", "kind": "trials", "metric": metric, **scores,
+            "val_score": scores[f"val_{metric}"], "library": joint.library, "rounds": sum(joint.weights),
+            "members": [run.row["trial_dir"] for run in joint.members],
+            "checkpoints": [run.row["checkpoint"] for run in joint.members], "weights": joint.weights,
+            **({"thresholds": [float(t) for t in thresholds]} if thresholds is not None else {}),
+            "predictions": str(saved)}
 
 
 def class_names(checkpoint: Path, arrays: dict) -> list[str]:

@@ -41,7 +41,7 @@ def test_the_best_configuration_is_confirmed_with_further_seeds(tmp_path, goemot
     assert row["val_macro_f1_mean"] == pytest.approx(statistics.fmean(values), abs=1e-6)
     assert row["val_macro_f1_sd"] == pytest.approx(statistics.stdev(values), abs=1e-6)
 
-    [ensemble] = json.loads((sweep_dir / "ensembles.json").read_text())
+    [ensemble] = [row for row in json.loads((sweep_dir / "ensembles.json").read_text()) if row["kind"] == "seeds"]
     assert ensemble["model"] == f"{tiny_bert.name} (3-seed ensemble)" and len(ensemble["members"]) == 3
     with np.load(ensemble["predictions"]) as npz:
         assert npz["val_probs"].shape == (32, 28) and npz["per_class_thresholds"].shape == (28,)

@@ -1,21 +1,26 @@
 """Use the winner: a tiny real sweep (real Ray and Optuna, its winner confirmed with a second seed) is exported with
-analysis.export; transformers' pipeline loads the export offline, and analysis.predict on the sweep's own test texts
-gives exactly the labels the sweep's analysis reported, in every input and output format. Bad export dirs and
-inputs are one line, exit 2, and no output file."""
+analysis.export (its seed ensemble, its best trial alone, and its trial ensemble with --ensemble trials);
+transformers' pipeline loads the export offline, and analysis.predict on the sweep's own test texts gives exactly the
+labels the sweep's analysis reported, in every input and output format, and from them every test score its tables
+report. Bad export dirs and inputs are one line, exit 2, and no output file."""
 import csv
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score, jaccard_score
 
 from analysis import export, predict
 from analysis.trials import read_json
 from tests.helpers.sweeps import REPO, run_sweep
 from trainables.data import load_sweep_data
+from trainables.device import native_bf16_cpu
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +41,9 @@ def exported(sweep):
     return sweep_dir / "export" / read_json(sweep_dir / "best_trials.json")[0]["model"]
 
 
-def ensemble_of(sweep_dir):
-    [row] = read_json(sweep_dir / "ensembles.json")
+def ensemble_of(sweep_dir, kind: str = "seeds"):
+    """The sweep's seed ensemble (or trial ensemble) as ensembles.json records it, with its saved predictions."""
+    [row] = [row for row in read_json(sweep_dir / "ensembles.json") if row["kind"] == kind]
     with np.load(row["predictions"]) as npz:
         return row, dict(npz)
 
@@ -52,7 +58,7 @@ def test_export_holds_the_seed_ensemble_and_its_decision_rule(sweep, exported):
     provenance = rule["provenance"]
     best_seed = read_json(sweep_dir / "best_trials.json")[0]["config_seed"]
     assert provenance["seeds"] == [best_seed, best_seed + 1]
-    assert rule["members"] == [".", f"members/seed-{best_seed + 1}"]
+    assert rule["members"] == [".", f"members/seed-{best_seed + 1}"] and rule["weights"] == [1, 1]
     assert provenance["trials"] == [os.path.realpath(member) for member in row["members"]]
     assert provenance["scores"]["test"]["macro_f1"] == pytest.approx(row["test_macro_f1"], abs=1e-6)
     assert provenance["sweep_versions"]["torch"] and provenance["config"]["lr"] == 3e-3
@@ -121,6 +127,80 @@ def test_single_exports_the_best_trial_with_its_own_thresholds(sweep, tmp_path):
         assert np.array_equal(decision.apply(probs), (npz["test_probs"] >= npz["per_class_thresholds"]).astype(int))
 
 
+def scores_at(probs: np.ndarray, labels: np.ndarray, per_class: list[float], global_threshold: float | None = None
+                ) -> dict:
+    """The test scores the tables report, by scikit-learn from 0/1 decisions at the given thresholds."""
+    scores = {}
+    for suffix, thresholds in (("", np.array(per_class)), ("_global", global_threshold)):
+        if thresholds is None:
+            continue
+        predicted = (probs >= thresholds).astype(int)
+        scores.update({f"test_macro_f1{suffix}": f1_score(labels, predicted, average="macro", zero_division=0),
+                       f"test_micro_f1{suffix}": f1_score(labels, predicted, average="micro", zero_division=0),
+                       f"test_jaccard{suffix}": jaccard_score(labels, predicted, average="samples", zero_division=1)})
+    scores["test_f1"] = f1_score(labels, (probs >= np.array(per_class)).astype(int), average=None, zero_division=0)
+    return scores
+
+
+def test_every_reported_test_score_comes_back_from_the_export(sweep, exported, tmp_path):
+    """One precision story: the trials trained under bf16 autocast (where this CPU has it natively) and computed
+    the probabilities behind their thresholds and scores in fp32, as recorded; analysis.predict on the exports then
+    gives, against the dataset's test labels, every test score of best_trials.json (the best trial, its seeds' mean
+    and sd), ensembles.json (the seed ensemble), per_class_f1.csv and decision.json, to the last bit."""
+    sweep_dir, texts = sweep
+    labels = load_sweep_data(read_json(sweep_dir / "sweep.json")).test.labels
+    [best], (joint, _) = read_json(sweep_dir / "best_trials.json"), ensemble_of(sweep_dir)
+    rule = read_json(exported / "decision.json")
+    for trial in rule["provenance"]["trials"]:
+        last = json.loads((Path(trial) / "result.json").read_text().splitlines()[-1])
+        assert last["train_dtype"] == ("bfloat16" if native_bf16_cpu() else "float32")
+        assert last["predict_dtype"] == rule["predict_dtype"] == "float32" and "body_compute_dtype" not in rule
+    assert export.main([str(sweep_dir), "--single", "--out", str(tmp_path / "single")]) == 0
+    single = read_json(tmp_path / "single" / "decision.json")
+
+    _, _, ensemble_probs = predict.predict(exported, texts)
+    _, _, best_probs = predict.predict(tmp_path / "single", texts)
+    seed_probs = predict.member_probs(exported, texts)[2][1]
+    ensemble = scores_at(ensemble_probs, labels, rule["thresholds"], rule["global_threshold"])
+    alone = scores_at(best_probs, labels, single["thresholds"], single["global_threshold"])
+    seed = scores_at(seed_probs, labels, rule["member_thresholds"][1])
+    macro = [alone["test_macro_f1"], seed["test_macro_f1"]]
+    alone.update(test_macro_f1_mean=statistics.fmean(macro), test_macro_f1_sd=statistics.stdev(macro))
+
+    for row, recomputed in ((best, alone), (joint, ensemble)):
+        reported = {key: value for key, value in row.items() if key.startswith("test_")}
+        assert reported and reported == {key: recomputed[key] for key in reported}, row["model"]
+    with open(sweep_dir / "per_class_f1.csv", newline="") as handle:
+        per_class = [float(entry["test_f1"]) for entry in csv.DictReader(handle) if entry["model"] == best["model"]]
+    assert per_class == alone["test_f1"].tolist()
+    assert rule["provenance"]["scores"]["test"] == {key: round(ensemble[f"test_{key}"], 6)
+                                                    for key in rule["provenance"]["scores"]["test"]}
+
+
+def test_the_trial_ensemble_exports_and_predict_gives_back_its_test_scores(sweep, tmp_path):
+    """The trial ensemble (greedy selection over the sweep's two trials, analysis.trial_ensemble) as
+    `--ensemble trials` exports it: its members, weights and thresholds are the ones ensembles.json reports, and
+    analysis.predict on the test texts decides exactly as its saved probabilities did and gives back every test
+    score it reports."""
+    sweep_dir, texts = sweep
+    labels = load_sweep_data(read_json(sweep_dir / "sweep.json")).test.labels
+    joint, arrays = ensemble_of(sweep_dir, "trials")
+    assert joint["library"] == 2 and sum(joint["weights"]) == joint["rounds"] and joint["checkpoints"]
+    assert export.main([str(sweep_dir), "--ensemble", "trials", "--out", str(tmp_path / "joint")]) == 0
+    rule = read_json(tmp_path / "joint" / "decision.json")
+    assert rule["weights"] == joint["weights"] and rule["thresholds"] == joint["thresholds"]
+    assert rule["provenance"]["trials"] == [os.path.realpath(member) for member in joint["members"]]
+    assert len(rule["members"]) == len(joint["members"]) and rule["provenance"]["model"] == "trial ensemble"
+
+    _, decision, probs = predict.predict(tmp_path / "joint", texts)
+    assert np.array_equal(decision.apply(probs), (arrays["test_probs"] >= arrays["per_class_thresholds"]).astype(int))
+    recomputed = scores_at(probs, labels, rule["thresholds"], rule["global_threshold"])
+    reported = {key: value for key, value in joint.items() if key.startswith("test_")}
+    assert reported and reported == {key: recomputed[key] for key in reported}
+    assert rule["provenance"]["scores"]["test"] == {key: round(recomputed[f"test_{key}"], 6)
+                                                    for key in rule["provenance"]["scores"]["test"]}
+
+
 def test_int8_predictions_stay_close_to_fp32(sweep, exported):
     _, texts = sweep
     _, _, fp32 = predict.predict(exported, texts)
@@ -143,6 +223,7 @@ def test_an_unknown_model_or_a_foreign_out_dir_is_refused(sweep, tmp_path, capsy
 @pytest.mark.parametrize("problem, expected", [
     ("no decision file", "decision.json: not found"),
     ("no weights", "model.safetensors: not found"),
+    ("bf16 probabilities", "decision.json: predict_dtype 'bfloat16': its thresholds and scores come from"),
     ("no text column", "input.csv: no text column (columns: id, body); pass --text-column"),
     ("empty line", "input.txt:2: empty text"),
     ("not UTF-8", "input.txt:3: not UTF-8 (byte 0xff at column 5)"),
@@ -156,6 +237,9 @@ def test_bad_exports_and_inputs_are_one_line_and_write_nothing(exported, tmp_pat
         (export_dir / "decision.json").unlink()
     elif problem == "no weights":
         (export_dir / "members" / os.listdir(export_dir / "members")[0] / "model.safetensors").unlink()
+    elif problem == "bf16 probabilities":  # as a trial that predicted under bf16 autocast would record it
+        rule = read_json(export_dir / "decision.json")
+        (export_dir / "decision.json").write_text(json.dumps({**rule, "predict_dtype": "bfloat16"}))
     elif problem == "no text column":
         source = tmp_path / "input.csv"
         source.write_text("id,body\n1,I love it\n")

@@ -11,7 +11,7 @@ def test_cli_one_line_when_nothing_is_readable(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
-    assert not (tmp_path / "r" / "report.md").exists()
+    assert not (tmp_path / "r").exists()
 
 
 def test_error_analysis_marks_a_planted_fn_heavy_class():
