@@ -70,6 +70,8 @@ def test_one_driver_per_experiment(tmp_path, tiny_bert, slow_epochs_data):
     # seconds to start, and the first must still be running when they ask)
     seconds = [start_sweep(SCRIPT, *sweep_args(slow_epochs_data, tiny_bert, tmp_path, "taken", 1), *extra)
                for extra in ([], ["--resume"])]
+    # two drivers started on one new name at the same moment (checked below): beside the first, not after it
+    racers = [start_sweep(SCRIPT, *sweep_args(slow_epochs_data, tiny_bert, tmp_path, "race", 1)) for _ in range(2)]
     for second in seconds:
         output = finish(second, timeout=120)
         assert second.returncode == 2, output[-3000:]
@@ -77,8 +79,7 @@ def test_one_driver_per_experiment(tmp_path, tiny_bert, slow_epochs_data):
         assert f"another driver is running this experiment (PID {first.pid} on " in error
     assert finish(first) and first.returncode == 0
 
-    # two drivers started on one new name at the same moment: exactly one runs
-    racers = [start_sweep(SCRIPT, *sweep_args(slow_epochs_data, tiny_bert, tmp_path, "race", 1)) for _ in range(2)]
+    # the two racers: exactly one runs
     outputs = [finish(proc) for proc in racers]
     assert sorted(proc.returncode for proc in racers) == [0, 2], [out[-2000:] for out in outputs]
     loser = outputs[[proc.returncode for proc in racers].index(2)]
