@@ -48,7 +48,7 @@ BESIDE = {
     "--wandb": [("off", True), ("offline", False)], "--time-budget": [("30m", False)],
     "--max-failures": [("2", True), ("0", False)], "--max-concurrent": [("1", False)],
     "--epochs": [("1", False)], "--device": [("auto", True), ("cpu", False)], "--allocate": [("adaptive", False)],
-    "--thresholds": [("exact", True), ("optuna", False)],
+    "--thresholds": [("exact", True), ("optuna", False)], "--deterministic": [(None, False)],
 }
 OTHER_SWEEPS = [semeval_ec, goemotions_simplified, emotion6, qlora_goemotions]
 
