@@ -9,7 +9,7 @@ import math
 import statistics
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -76,6 +76,30 @@ class StudyCounts:
     best: float | None = None  # the best epoch of any finished trial
 
 
+# What the confirmation phase costs beyond its trials' own epochs: a new Tuner starting its trial processes
+# (importing torch and transformers) and the seeds' epochs running a little slower than the measured ones; the
+# price of the seeds is padded by both, since a seed the time budget cuts short is a seed lost.
+CONFIRMATION_START_S = 20.0
+CONFIRMATION_SLACK = 1.05
+
+
+@dataclass
+class TrialTiming:
+    """One trial's clock: when each epoch it reported ended (seconds since it started) and its best value, to price
+    the confirmation seeds of whichever configuration wins."""
+    study: str
+    epochs: int  # the epochs its configuration trains: what each confirmation seed of it trains
+    ends_s: list[float] = field(default_factory=list)
+    best: float = -math.inf
+
+    def seed_s(self) -> float:
+        """One confirmation seed of this configuration: its first epoch as measured (model load and tokenized data
+        included), each further epoch as long as its later epochs took (as its first, before it had one)."""
+        first = self.ends_s[0]
+        later = (self.ends_s[-1] - first) / (len(self.ends_s) - 1) if len(self.ends_s) > 1 else first
+        return first + (self.epochs - 1) * later
+
+
 class StudySearcher(Searcher):
     """A Ray searcher over one Optuna study per model, kept in the experiment's journal file.
 
@@ -100,11 +124,13 @@ class StudySearcher(Searcher):
     except in a grid, whose budget is its points: a point that failed was tried, and would only fail again.
 
     With a time budget, a study starts no trial that its trials so far say could not finish a first epoch
-    before the budget ends: such a trial would only be cut off with nothing to show. With confirmation seeds to
-    follow, it also keeps room for them: no trial starts that could not end before the time its confirmation
-    trials need (each trains the most epochs the search may choose, at its slowest first epoch so far, once per
-    round of `max_concurrent` seeds). The deadline is the one Tune's own time budget stops at: on --resume both
-    go on with the time the sweep had left when its state was last saved (time while no driver ran is not spent).
+    before the search ends: such a trial would only be cut off with nothing to show. Without confirmation seeds
+    the search ends with the budget. With them, it ends when the time left is what the seeds of each study's best
+    configuration so far will take (`search_deadline`): priced from that trial's own measured epochs and the
+    epochs its configuration trains, so the search spends everything the seeds do not need, and the price follows
+    the leader as it changes. `SearchEnd` (sweeps/tuning.py) stops the running trials there; they keep the epochs
+    they finished. The budget's deadline is the one Tune's own time budget stops at: on --resume both go on with
+    the time the sweep had left when its state was last saved (time while no driver ran is not spent).
 
     `allocate="adaptive"`: once every study has finished its startup trials, a study whose best score even
     SEED_SD better is below the leader's even SEED_SD worse gives its remaining trials to the studies not behind;
@@ -134,6 +160,8 @@ class StudySearcher(Searcher):
         self._deadline: float | None = None  # set when trials start (Tune counts its time budget from there)
         self._first_epoch_s: dict[str, list[float]] = {}  # per study: seconds from trial start to epoch 1
         self._trial_s: dict[str, list[float]] = {}  # per study: wall seconds of its ended trials
+        self._timings: dict[str, TrialTiming] = {}  # Tune trial id -> its epochs' clock and best value
+        self._reserve_s = 0.0  # what the confirmation seeds of the best configurations so far take
 
     def __getstate__(self):
         return {**self.__dict__, "_optuna": None, "_orphans": {}, "_counts": {}, "_budget": {}, "_deadline": None}
@@ -184,15 +212,46 @@ class StudySearcher(Searcher):
             counts.asked < self._budget[name] and counts.failed < self.studies[name].num_samples)
 
     def too_late(self, name: str) -> bool:
-        """Whether a trial of this study started now would end with the time budget before its first epoch."""
-        seen, ended = self._first_epoch_s.get(name), self._trial_s.get(name)
-        if self.confirm_seeds and self._deadline and seen and ended:
-            # each confirmation trial trains all the epochs the search may choose, one epoch as long as its
-            # trials' first epochs so far, `max_concurrent` at a time
-            rounds = math.ceil(self.confirm_seeds / self.studies[name].max_concurrent)
-            reserve = rounds * self.max_epochs(name) * max(seen)
-            return self.clock() + statistics.median(ended) + reserve > self._deadline
-        return bool(self._deadline and seen and self.clock() + statistics.median(seen) > self._deadline)
+        """Whether a trial of this study started now would be cut off before its first epoch ends."""
+        seen, deadline = self._first_epoch_s.get(name), self.search_deadline() or self._deadline
+        return bool(deadline and seen and self.clock() + statistics.median(seen) > deadline)
+
+    def budget_left_s(self) -> float | None:
+        return self._deadline - self.clock() if self._deadline else None
+
+    def search_deadline(self) -> float | None:
+        """When the search ends so that the confirmation seeds end with the time budget (None: no budget, or no
+        seeds: then the search ends with the budget)."""
+        if not (self.confirm_seeds and self._deadline):
+            return None
+        return self._deadline - self._reserve_s
+
+    def confirmation_reserve_s(self) -> float:
+        """The confirmation phase's length if it started now: each study's best trial so far, `confirm_seeds`
+        times over at its measured price (TrialTiming.seed_s), `max_concurrent` of a study's seeds at a time and
+        all studies' seeds no faster than the cluster's capacity holds them side by side; padded by
+        CONFIRMATION_SLACK and CONFIRMATION_START_S. 0 before any trial has reported an epoch."""
+        seed_s = {name: timing.seed_s() for name, timing in self.best_timings().items()}
+        if not seed_s:
+            return 0.0
+        in_rounds = max(math.ceil(self.confirm_seeds / self.studies[name].max_concurrent) * seconds
+                        for name, seconds in seed_s.items())
+        side_by_side = sum(self.confirm_seeds * seconds * self.units(self.studies[name])
+                           for name, seconds in seed_s.items()) / self.capacity if self.capacity else 0.0
+        return max(in_rounds, side_by_side) * CONFIRMATION_SLACK + CONFIRMATION_START_S
+
+    def best_timings(self) -> dict[str, TrialTiming]:
+        """Each study's best trial so far (by its best epoch), with its clock."""
+        best: dict[str, TrialTiming] = {}
+        for timing in self._timings.values():
+            if timing.study in self.studies and (timing.study not in best or timing.best > best[timing.study].best):
+                best[timing.study] = timing
+        return best
+
+    def reserve_text(self) -> str:
+        """What the reserve is priced from, for the line that says the search ends."""
+        return "; ".join(f"{name}'s best, {timing.epochs} epoch{'s' * (timing.epochs != 1)} at "
+                         f"~{timing.seed_s() / 60:.1f} min a seed" for name, timing in self.best_timings().items())
 
     def max_epochs(self, name: str) -> int:
         study = self.studies[name]
@@ -291,6 +350,8 @@ class StudySearcher(Searcher):
         name, optuna_id = self.live[trial_id]
         if result.get("training_iteration") == 1 and "time_total_s" in result:
             self._first_epoch_s.setdefault(name, []).append(float(result["time_total_s"]))
+        if "time_total_s" in result and METRIC in result:
+            self.clock_epoch(trial_id, name, result)
         if optuna_id is not None and METRIC in result:
             frozen = self.optuna_studies()[name]._storage.get_trial(optuna_id)
             step = int(result["training_iteration"])
@@ -300,6 +361,16 @@ class StudySearcher(Searcher):
                 self._continued.setdefault(trial_id, {})[step] = float(result[METRIC])
             else:
                 optuna.Trial(self._optuna[name], optuna_id).report(float(result[METRIC]), step)
+
+    def clock_epoch(self, trial_id: str, name: str, result: dict) -> None:
+        """Record when this epoch of the trial ended and what it scored, and price the confirmation seeds again."""
+        epochs = int(result.get("config/epochs", self.studies[name].config.get("epochs", 1)))
+        timing = self._timings.setdefault(trial_id, TrialTiming(name, epochs))
+        if len(timing.ends_s) < int(result["training_iteration"]):  # the last epoch comes again at the trial's end
+            timing.ends_s.append(float(result["time_total_s"]))
+        timing.best = max(timing.best, float(result[METRIC]))
+        if self.confirm_seeds:
+            self._reserve_s = self.confirmation_reserve_s()
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.live:
@@ -377,12 +448,16 @@ class StudySearcher(Searcher):
     def save(self, checkpoint_path: str) -> None:
         """With the trials in flight, the time budget left now: Tune's stopper saves its own at the same moment."""
         time_left_s = self._deadline - self.clock() if self._deadline else self._time_left_s
-        Path(checkpoint_path).write_text(json.dumps({"live": self.live, "time_left_s": time_left_s}))
+        Path(checkpoint_path).write_text(json.dumps({
+            "live": self.live, "time_left_s": time_left_s,
+            "timings": {trial_id: asdict(timing) for trial_id, timing in self._timings.items()}}))
 
     def restore(self, checkpoint_path: str) -> None:
         saved = json.loads(Path(checkpoint_path).read_text())
         self.live = {trial_id: tuple(entry) for trial_id, entry in saved["live"].items()}
         self._time_left_s = saved.get("time_left_s")
+        self._timings = {trial_id: TrialTiming(**timing) for trial_id, timing in saved.get("timings", {}).items()}
+        self._reserve_s = self.confirmation_reserve_s() if self.confirm_seeds else 0.0
         self._deadline = None  # set again from the time left at the first ask
         self._optuna = None  # reopen: trials asked after this state was saved become orphans to hand out
 

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.stopper import Stopper
 
 from sweeps.searcher import StudySearcher
 from sweeps.studies import JOURNAL, METRIC, MODE, Study, open_journal, tell
@@ -76,6 +77,31 @@ class PerStudyASHA(FIFOScheduler):
 
     def debug_string(self) -> str:
         return "\n".join(f"{name}: {asha.debug_string()}" for name, asha in self.per_study.items())
+
+
+class SearchEnd(Stopper):
+    """Ends the search phase at StudySearcher.search_deadline: when the time budget left is what the confirmation
+    seeds of each model's best configuration so far take. Tune asks at every step of its loop, so the trials still
+    running stop there (keeping the epochs they finished; close_cut_trials tells the journal), and the seeds get
+    the rest of the budget."""
+
+    def __init__(self, searcher: StudySearcher):
+        self.searcher = searcher
+        self.said = False
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False  # no single trial is stopped for itself: stop_all ends the phase
+
+    def stop_all(self) -> bool:
+        deadline = self.searcher.search_deadline()
+        if deadline is None or self.searcher.clock() < deadline:
+            return False
+        if not self.said:
+            seeds = self.searcher.confirm_seeds
+            print(f"search ends with {self.searcher.budget_left_s() / 60:.1f} min of the time budget left for {seeds} "
+                  f"confirmation seed{'s' * (seeds != 1)} ({self.searcher.reserve_text()})", flush=True)
+            self.said = True
+        return True
 
 
 def close_cut_trials(journal: Path) -> None:
@@ -147,6 +173,8 @@ def restored(tuner: tune.Tuner, experiment_dir: Path, verbose: bool) -> tune.Tun
     for part in (internal._tune_config.search_alg, internal._tune_config.scheduler):
         if isinstance(part, (StudySearcher, PerStudyASHA)):
             part.journal = experiment_dir / JOURNAL
+    if isinstance(internal._run_config.stop, SearchEnd):  # it must read the searcher Tune restores, not a copy
+        internal._run_config.stop.searcher = internal._tune_config.search_alg
     for callback in internal._run_config.callbacks or []:
         if "dir" in getattr(callback, "kwargs", {}):  # WandbLoggerCallback: wandb.init(dir=the experiment dir)
             callback.kwargs["dir"] = str(experiment_dir)
@@ -168,17 +196,21 @@ def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path,
     if resume and tune.Tuner.can_restore(experiment_dir):
         return restored(tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=not restart_errored,
                                            restart_errored=restart_errored), experiment_dir, verbose)
+    searcher = StudySearcher(studies, experiment_dir / JOURNAL, search, seed, time_budget_s, confirm_seeds,
+                             capacity=capacity, allocate=allocate)
+    config = run_config(experiment_dir, callbacks, max_failures, verbose)
+    if time_budget_s and confirm_seeds:
+        config.stop = SearchEnd(searcher)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             metric=METRIC, mode=MODE,
-            search_alg=StudySearcher(studies, experiment_dir / JOURNAL, search, seed, time_budget_s, confirm_seeds,
-                                     capacity=capacity, allocate=allocate),
+            search_alg=searcher,
             scheduler=(PerStudyASHA(max_t=max_epochs, journal=experiment_dir / JOURNAL) if scheduler == "asha"
                        else FIFOScheduler()),
             # The searcher owns every study's budget and says FINISHED: a trial count here would also count the
             # trials it hands out again after a killed driver, and end the sweep short of its budget.
             num_samples=-1, time_budget_s=time_budget_s, reuse_actors=True,
             trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
-        run_config=run_config(experiment_dir, callbacks, max_failures, verbose),
+        run_config=config,
     )

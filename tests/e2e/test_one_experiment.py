@@ -118,12 +118,15 @@ def test_asha_rungs_are_per_study_and_stopped_trials_are_pruned(tmp_path, goemot
 
 
 def test_time_budget_ends_the_sweep_and_the_analysis_runs(tmp_path, tiny_bert):
+    """The search ends when what is left of the budget is what the confirmation seed of the best configuration
+    takes (priced from that trial's epochs), cutting the trials still running; the seed then trains all its
+    epochs within the budget."""
     data = write_goemotions(tmp_path / "data", sizes=(600, 48, 48))
     started = time.time()
     result = run_sweep("goemotions_raw.py", "--data-dir", str(data), "--models", str(tiny_bert), "--budget", "smoke",
                        "--epochs", "3", "--train-rows", "600", "--num-samples", "500", "--search", "random",
-                       "--scheduler", "none", "--time-budget", "45s", "--storage", str(tmp_path), "--name", "budget",
-                       "--no-dashboard")
+                       "--scheduler", "none", "--time-budget", "45s", "--confirm-seeds", "1", "--storage",
+                       str(tmp_path), "--name", "budget", "--no-dashboard")
     assert result.returncode == 0, result.stderr[-3000:]
     [ends] = re.findall(r"time budget 45s: trials stop by (\d\d:\d\d:\d\d)", result.stdout)
     deadline = datetime.combine(date.fromtimestamp(started), datetime.strptime(ends, "%H:%M:%S").time()).timestamp()
@@ -137,3 +140,10 @@ def test_time_budget_ends_the_sweep_and_the_analysis_runs(tmp_path, tiny_bert):
     states = [t.state for study in load_studies(sweep_dir).values() for t in study.trials]
     assert TrialState.RUNNING not in states  # the trials the budget cut short are told as such
     assert (sweep_dir / "best_trials.md").is_file()
+    assert re.search(r"search ends with \d+\.\d min of the time budget left for 1 confirmation seed \(",
+                     result.stdout), result.stdout[-3000:]
+    [seed] = [trial for trial in trial_dirs(sweep_dir)
+              if json.loads((trial / "params.json").read_text()).get("confirm_of")]
+    seed_rows = results(seed)
+    assert [row["training_iteration"] for row in seed_rows] == [1, 2, 3]  # all its epochs, not cut
+    assert seed_rows[-1]["timestamp"] <= deadline + 2

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pickle
 
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from sweeps.searcher import time_left_when_saved, StudySearcher
+from sweeps.searcher import CONFIRMATION_SLACK, CONFIRMATION_START_S, time_left_when_saved, StudySearcher
 from sweeps.studies import JOURNAL, METRIC, open_journal, Study
-from sweeps.tuning import pending_limit, PerStudyASHA
+from sweeps.tuning import pending_limit, PerStudyASHA, SearchEnd
 
 
 class ManualClock:
@@ -132,16 +133,46 @@ def test_once_every_study_has_a_finished_trial_the_most_work_left_goes_first(tmp
     assert [searcher.suggest(f"n{n}")["study"] for n in range(2)] == ["beta", "alpha"]
 
 
-def test_the_search_leaves_room_for_the_confirmation_seeds(tmp_path):
-    """2 confirmation seeds, one at a time, each up to 2 epochs of 10 s: 40 s are kept free at the budget's end."""
-    searcher = StudySearcher(studies(num_samples=10, max_concurrent=1)[:1], tmp_path / JOURNAL, "random", seed=0,
-                             time_budget_s=100, confirm_seeds=2)
-    alpha = searcher.suggest("a0")
-    searcher.on_trial_complete("a0", result(alpha, 1, 0.5, seconds=10))  # one epoch of 10 s, the trial 10 s
-    assert searcher.suggest("a1")["study"] == "alpha"  # 10 s + 40 s reserved fits in the 100 s left
-    searcher.on_trial_complete("a1", result(alpha, 1, 0.5, seconds=10))
-    searcher._deadline -= 55  # 45 s left: a 10 s trial and the 40 s of confirmations no longer fit
-    assert searcher.suggest("a2") == StudySearcher.FINISHED
+def test_the_search_leaves_the_confirmation_seeds_what_the_best_configuration_needs(tmp_path):
+    """2 confirmation seeds, one at a time. The reserve is priced from the best trial so far: its measured first
+    epoch, its later epochs as long as they took, times the epochs its configuration trains; it follows the leader."""
+    now = [1000.0]
+    [alpha] = studies(num_samples=10, max_concurrent=1)[:1]
+    searcher = StudySearcher([alpha], tmp_path / JOURNAL, "random", seed=0, time_budget_s=600, confirm_seeds=2,
+                             clock=lambda: now[0])
+    stopper = SearchEnd(searcher)
+    first = searcher.suggest("a0")
+    deadline = now[0] + 600
+    assert searcher.search_deadline() == deadline and not stopper.stop_all()  # nothing measured: no reserve
+    # a 2-epoch trial: 30 s to its first epoch (loading included), 20 s for its second
+    searcher.on_trial_result("a0", {**result(first, 1, 0.5), "time_total_s": 30.0})
+    searcher.on_trial_complete("a0", {**result(first, 2, 0.6), "time_total_s": 50.0})
+    priced = 2 * (30 + 20) * CONFIRMATION_SLACK + CONFIRMATION_START_S
+    assert searcher.search_deadline() == pytest.approx(deadline - priced)
+    # a better 1-epoch configuration leads now: its seeds take one 40 s epoch each
+    second = searcher.suggest("a1")
+    searcher.on_trial_complete("a1", {**result({**second, "epochs": 1}, 1, 0.7), "time_total_s": 40.0})
+    priced = 2 * 40 * CONFIRMATION_SLACK + CONFIRMATION_START_S
+    assert searcher.search_deadline() == pytest.approx(deadline - priced)
+
+    now[0] = deadline - priced - 35  # 35 s before the search ends: a first epoch (median 35 s) just fits
+    assert isinstance(searcher.suggest("a2"), dict) and not stopper.stop_all()
+    now[0] += 1  # no longer: no new trial, and the running one stops when the search ends
+    assert searcher.suggest("a3") == StudySearcher.FINISHED and not stopper.stop_all()
+    now[0] = deadline - priced
+    assert stopper.stop_all()
+
+
+def test_the_reserve_survives_the_searchers_saved_state(tmp_path):
+    """What --resume restores: a searcher that knows the measured trials prices the seeds as the killed one did."""
+    [alpha] = studies(num_samples=10, max_concurrent=1)[:1]
+    searcher = StudySearcher([alpha], tmp_path / JOURNAL, "random", seed=0, time_budget_s=600, confirm_seeds=3)
+    first = searcher.suggest("a0")
+    searcher.on_trial_complete("a0", {**result(first, 1, 0.5), "time_total_s": 30.0})
+    searcher.save(str(tmp_path / "state.json"))
+    again = StudySearcher([alpha], tmp_path / JOURNAL, "random", seed=0, time_budget_s=600, confirm_seeds=3)
+    again.restore(str(tmp_path / "state.json"))
+    assert again._reserve_s == searcher._reserve_s == pytest.approx(3 * 60 * CONFIRMATION_SLACK + CONFIRMATION_START_S)
 
 
 def test_tpe_launches_its_startup_trials_at_once_and_guided_ones_only_as_results_come_in(tmp_path):
