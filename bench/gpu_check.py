@@ -1,5 +1,6 @@
 """What to run first on a machine with an NVIDIA GPU: does this stack train here, in both precisions, in 4-bit,
-and four trials to one GPU? A few minutes; one table of PASS / FAIL / SKIP.
+four trials to one GPU, and does a sweep's winner predict what its table reports? A few minutes; one table of
+PASS / FAIL / SKIP.
 
     python -m bench.gpu_check                                   # encoder minilm, decoder qwen3-0.6b
     python -m bench.gpu_check --encoder DIR --decoder DIR --steps 300
@@ -24,6 +25,14 @@ multi-label like GoEmotions, so a model that trains must lower its loss. Checks:
   within a quarter of the GPU's memory less one CUDA context (`peak_gpu_mb` where trials report it; trials cap
   their CUDA memory to that, trainables.gpu_memory.memory_fraction, so one that overran would have failed). Its
   examples/s is the four trials' sum.
+- sweep round trip: what a user does with a sweep, end to end. The synthetic rows (2000 train, 200 dev, 200
+  test) are written as GoEmotions release files, each cue's label under its GoEmotions id; once this script's Ray
+  is shut down, `python sweeps/goemotions_raw.py --data-dir ... --models <--encoder> --budget smoke --num-samples 1
+  --confirm-seeds 0 --device gpu --max-failures 0` runs in its own process (every row used); its best trial is
+  exported alone (analysis.export --single) and the test texts predicted from the export (analysis.predict, on
+  CPU). PASS: every test score best_trials.json reports for that trial comes back from the export's decisions
+  (round_trip_verdict: within 1e-9); the note counts the test rows the export decides otherwise than the trial's
+  saved GPU predictions did. A sweep that exits non-zero is a FAIL with its last stderr line.
 
 Peak GPU memory is what torch allocated (torch.cuda.max_memory_allocated: this process for the encoder checks,
 the trial's own process for the others), not what nvidia-smi shows (that adds the CUDA context and cache).
@@ -33,6 +42,8 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -44,7 +55,7 @@ import numpy as np
 import torch
 
 from sweeps.cli import OneLineParser, positive
-from trainables.data import EmotionData, Split
+from trainables.data import GOEMOTIONS_LABELS, EmotionData, Split
 from trainables.gpu_memory import memory_fraction
 
 CUES = {"joy": ("happy", "glad", "delighted"), "sadness": ("sad", "gloomy", "crying"),
@@ -55,6 +66,15 @@ FILLER = ("the", "day", "was", "really", "so", "and", "my", "friend", "today", "
 PRECISIONS = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 PACKED_TRIALS, PACKED_SHARE = 4, 0.25
 DECODER_CHECK, PACKED_CHECK = "decoder QLoRA", f"{PACKED_TRIALS} encoders, 1 GPU"
+ROUND_TRIP_CHECK = "sweep round trip"
+ROUND_TRIP_ROWS = (2000, 200)  # train; dev and test each
+ROUND_TRIP_TOLERANCE = 1e-9
+SWEEP_FILE = Path(__file__).resolve().parents[1] / "sweeps" / "goemotions_raw.py"
+# The best trial's own test scores in best_trials.json (analysis.trials.evaluate) and the entries of
+# trainables.metrics.multilabel_report they are; its seeds' mean and sd (--confirm-seeds) are not one trial's scores.
+REPORTED_TEST_SCORES = {"test_macro_f1": "macro_f1_per_class", "test_micro_f1": "micro_f1_per_class",
+                        "test_jaccard": "jaccard_per_class", "test_macro_f1_global": "macro_f1_global",
+                        "test_micro_f1_global": "micro_f1_global"}
 
 
 @dataclass
@@ -264,6 +284,77 @@ def ray_checks(encoder, decoder, decoder_problem: str | None, gpu_mb: float, sto
         ray.shutdown()
 
 
+def write_goemotions_release(directory: Path, data: EmotionData) -> Path:
+    """`data` (synthetic_data's rows) as the GoEmotions release files a sweep reads with --data-dir: train.tsv,
+    dev.tsv and test.tsv (`text<TAB>label ids<TAB>comment id`) and labels.txt (the 28 names in id order). Each cue
+    label is written as its GoEmotions id, so the cue words carry the signal of those labels in a 28-label model."""
+    goemotions_ids = [GOEMOTIONS_LABELS.index(name) for name in data.label_names]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "labels.txt").write_text("\n".join(GOEMOTIONS_LABELS) + "\n", encoding="utf-8")
+    for filename, split in (("train.tsv", data.train), ("dev.tsv", data.validation), ("test.tsv", data.test)):
+        lines = []
+        for number, (text, row) in enumerate(zip(split.texts, split.labels)):
+            label_ids = ",".join(str(goemotions_ids[label]) for label in np.flatnonzero(row))
+            lines.append(f"{text}\t{label_ids}\t{filename.removesuffix('.tsv')}-{number}")
+        (directory / filename).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return directory
+
+
+def round_trip_verdict(sweep_dir: Path, export_dir: Path) -> tuple[str, str]:
+    """(PASS or FAIL, why) for a multi-label sweep's best trial exported alone (analysis.export --single) at
+    `export_dir`: the export's predictions of the sweep's test texts (analysis.predict), decided by its own
+    decision.json, must give back every test score best_trials.json reports for that trial (REPORTED_TEST_SCORES),
+    each within ROUND_TRIP_TOLERANCE; otherwise the table reports a model nobody can load. Reads sweep.json (the
+    test rows) and best_trials.json from `sweep_dir`, and the trial's saved predictions where best_trials.json says
+    they are. The note gives the largest score difference and counts the test rows the export decides otherwise
+    than the trial did: a score moves only where a row's decision does."""
+    from analysis.decision import decisions
+    from analysis.predict import predict
+    from analysis.trials import read_json
+    from trainables.data import load_sweep_data
+    from trainables.metrics import multilabel_report
+
+    best = read_json(sweep_dir / "best_trials.json")[0]  # best first, the model export chooses by default
+    test = load_sweep_data(read_json(sweep_dir / "sweep.json")).test
+    rule, decision, probs = predict(export_dir, test.texts)
+    recomputed = multilabel_report(probs, test.labels, rule["global_threshold"], decision.thresholds)
+    with np.load(Path(best["trial_dir"]) / best["checkpoint"] / "predictions.npz") as saved:
+        rows_decided_otherwise = int((decision.apply(probs) != decisions(dict(saved), "test")).any(axis=1).sum())
+    differences = {key: abs(best[key] - recomputed[entry]) for key, entry in REPORTED_TEST_SCORES.items()}
+    summary = (f"largest difference {max(differences.values()):.1e}; {rows_decided_otherwise} of {len(test)} test "
+               f"rows decided otherwise than the trial did")
+    moved = [f"{key} {best[key]:.4f} reported, {recomputed[REPORTED_TEST_SCORES[key]]:.4f} from the export"
+             for key, difference in differences.items() if difference > ROUND_TRIP_TOLERANCE]
+    if moved:
+        return "FAIL", f"{best['model']}: {'; '.join(moved)}; {summary}"
+    return "PASS", f"{best['model']}: its {len(differences)} test scores come back from the export ({summary})"
+
+
+def round_trip_check(encoder: str, storage: Path) -> Check:
+    """A smoke sweep of `encoder` (the --encoder flag as given) run as a user runs it, in its own process with its
+    own Ray, on the synthetic rows as GoEmotions release files; its best trial exported alone and judged by
+    round_trip_verdict."""
+    from analysis.export import export
+
+    train_rows, eval_rows = ROUND_TRIP_ROWS
+    data_dir = write_goemotions_release(storage / "round-trip-data", synthetic_data(train_rows, eval_rows))
+    command = [sys.executable, str(SWEEP_FILE), "--data-dir", str(data_dir), "--models", encoder, "--budget", "smoke",
+               "--num-samples", "1", "--confirm-seeds", "0", "--train-rows", str(train_rows), "--val-rows",
+               str(eval_rows), "--test-rows", str(eval_rows), "--storage", str(storage), "--name", "round-trip",
+               "--no-dashboard", "--device", "gpu", "--max-failures", "0"]
+    env = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}  # this machine, as ray_checks
+    if Path(encoder).expanduser().is_dir():
+        env["HF_HUB_OFFLINE"] = "1"
+    sweep = subprocess.run(command, capture_output=True, text=True, env=env)
+    if sweep.returncode != 0:
+        last = next((line.strip() for line in reversed(sweep.stderr.splitlines()) if line.strip()), "no stderr")
+        why = f"the sweep exited {sweep.returncode}: {last}"
+        return Check(ROUND_TRIP_CHECK, "FAIL", note=why.replace("|", "\\|"))  # a cell of the markdown table
+    sweep_dir = storage / "round-trip"
+    verdict, note = round_trip_verdict(sweep_dir, export(sweep_dir, single=True))
+    return Check(ROUND_TRIP_CHECK, verdict, note=note)
+
+
 def table(checks: list[Check]) -> str:
     def number(value: float | None) -> str:
         return "-" if value is None else f"{value:,.0f}"
@@ -316,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
               for dtype in PRECISIONS]
     storage = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     checks += ray_checks(encoder, decoder, decoder_problem, gpu_mb, storage)
+    checks.append(guarded(ROUND_TRIP_CHECK, round_trip_check, args.encoder, storage))  # after ray_checks' Ray is down
     print(table(checks))
     failed = [check.name for check in checks if check.result == "FAIL"]
     if failed:

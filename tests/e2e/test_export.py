@@ -18,6 +18,7 @@ from sklearn.metrics import f1_score, jaccard_score
 
 from analysis import export, predict
 from analysis.trials import read_json
+from bench.gpu_check import round_trip_verdict
 from tests.helpers.sweeps import REPO, run_sweep
 from trainables.data import load_sweep_data
 from trainables.device import native_bf16_cpu
@@ -125,6 +126,28 @@ def test_single_exports_the_best_trial_with_its_own_thresholds(sweep, tmp_path):
         assert np.array_equal(np.array(rule["thresholds"], dtype=np.float32), npz["per_class_thresholds"])
         _, decision, probs = predict.predict(out, texts)
         assert np.array_equal(decision.apply(probs), (npz["test_probs"] >= npz["per_class_thresholds"]).astype(int))
+
+
+def test_round_trip_verdict_passes_for_the_single_export_and_names_a_score_it_does_not_give_back(sweep, tmp_path):
+    """bench.gpu_check's round trip judged on this sweep: its best trial exported alone gives back every test score
+    best_trials.json reports for it; a table whose test_jaccard is 0.01 off fails, naming it."""
+    sweep_dir, texts = sweep
+    out = tmp_path / "single"
+    assert export.main([str(sweep_dir), "--single", "--out", str(out)]) == 0
+    verdict, note = round_trip_verdict(sweep_dir, out)
+    assert verdict == "PASS", note
+    assert note.endswith(f"largest difference 0.0e+00; 0 of {len(texts)} test rows decided otherwise than the trial "
+                         f"did)")
+
+    tampered = tmp_path / "tampered"  # the two files the verdict reads from a sweep dir; trial dirs stay where they are
+    tampered.mkdir()
+    shutil.copy(sweep_dir / "sweep.json", tampered)
+    [best] = read_json(sweep_dir / "best_trials.json")
+    (tampered / "best_trials.json").write_text(json.dumps([{**best, "test_jaccard": best["test_jaccard"] + 0.01}]))
+    verdict, note = round_trip_verdict(tampered, out)
+    assert verdict == "FAIL"
+    assert note.startswith(f"{best['model']}: test_jaccard {best['test_jaccard'] + 0.01:.4f} reported, "
+                           f"{best['test_jaccard']:.4f} from the export; largest difference 1.0e-02; 0 of ")
 
 
 def scores_at(probs: np.ndarray, labels: np.ndarray, per_class: list[float], global_threshold: float | None = None

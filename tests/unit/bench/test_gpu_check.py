@@ -3,12 +3,14 @@ bench.gpu_check` runs it), and its checks' logic on CPU (a tiny BERT built from 
 logical GPUs through the simulation switch)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from bench.gpu_check import (CUES, Check, encoder_check_name, encoder_precision_check, guarded, main, packing_verdict,
-                             synthetic_data, table)
+                             synthetic_data, table, write_goemotions_release)
 from tests.helpers.models import build_tiny_bert
+from trainables.data import load_goemotions_local
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,19 @@ def test_synthetic_data_is_multi_label_with_a_cue_word_per_label():
     for text, row in zip(data.train.texts, data.train.labels):
         words = set(text.split())
         assert [bool(words & set(CUES[name])) for name in data.label_names] == [bool(on) for on in row]
+
+
+def test_the_round_trip_data_load_as_goemotions_with_each_cue_on_its_goemotions_label(tmp_path):
+    """The round trip's sweep reads the synthetic rows through the GoEmotions release-file loader: every row comes
+    back, with its cue labels as the GoEmotions labels of the same names and no other label set."""
+    data = synthetic_data(40, 12)
+    loaded = load_goemotions_local(write_goemotions_release(tmp_path / "goemotions", data))
+    assert [len(loaded.train), len(loaded.validation), len(loaded.test)] == [40, 12, 12]
+    cue_columns = [loaded.label_names.index(name) for name in CUES]  # joy, sadness, ... among the 28
+    for written, read in ((data.train, loaded.train), (data.validation, loaded.validation), (data.test, loaded.test)):
+        assert read.texts == written.texts
+        assert np.array_equal(read.labels[:, cue_columns], written.labels)
+        assert read.labels.sum() == written.labels.sum()
 
 
 @pytest.fixture
