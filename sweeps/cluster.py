@@ -3,7 +3,9 @@
 The plan asks the cluster, not the driver. On a `ray up` cluster the driver runs on a CPU-only head whose
 torch sees no GPU, while the GPU workers are either up (their resources are in `ray.nodes()`) or not started
 yet: then only the autoscaler's node types, which `ray up` writes to ~/ray_bootstrap_config.yaml on the head,
-say that GPUs are coming. Both count. A private local cluster (no --address) is this machine.
+say that GPUs are coming. Both count. That file is on the head only, and the driver need not be (a worker node,
+a laptop joined with --address), so a task pinned to the head reads it there. A private local cluster (no
+--address) is this machine.
 """
 from __future__ import annotations
 
@@ -38,6 +40,10 @@ ACCELERATOR_MEMORY_GB = {"T4": 16, "V100": 16, "A10G": 24, "L4": 24, "L40S": 48,
 # GPU memory by AWS instance family, for node types the autoscaler has not started yet (cluster.yaml).
 AWS_FAMILY_GPU_MEMORY_GB = {"g4dn": 16, "g5": 24, "g6": 24, "g6e": 48, "p3": 16, "p4d": 40, "p4de": 80, "p5": 80,
                             "p5e": 141, "p5en": 141}
+# GPUs older than Ampere (compute capability below 8), by accelerator type and by AWS instance family: no native
+# bf16, so a decoder trains there in fp32 (trainables/decoder.py decoder_dtype), with activations twice the size.
+PRE_AMPERE_ACCELERATORS = {"T4", "V100", "P100", "K80", "P4", "M60"}
+PRE_AMPERE_AWS_FAMILIES = {"g4dn", "p3", "p3dn", "p2", "g3", "g3s"}
 STANDARD_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
 # Filesystems every node of a cluster can mount: a storage path on one of these is shared (EFS is nfs4).
 NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "lustre", "ceph", "glusterfs", "beegfs", "gpfs",
@@ -48,18 +54,20 @@ class ClusterError(ValueError):
     """The cluster cannot run this sweep as asked (one line)."""
 
 
-def autoscaler_config_path() -> Path:
-    return Path("~/ray_bootstrap_config.yaml").expanduser()
+AUTOSCALER_CONFIG = "~/ray_bootstrap_config.yaml"  # where `ray up` leaves the cluster's config, on its head
+HEAD_NODE_RESOURCE = "node:__internal_head__"  # Ray gives the head node 1 of it (ray._common.constants)
+HEAD_READ_TIMEOUT_S = 60
 
 
 @dataclass(frozen=True)
 class NodeType:
     """A node the autoscaler may launch: its resources, how many of it at most, and the memory of each of its
-    GPUs where its instance type says (None: unknown)."""
+    GPUs and whether they are older than Ampere, where its instance type says (None, False: unknown)."""
     name: str
     resources: dict[str, float]
     max_workers: int
     gpu_memory_gb: float | None = None
+    pre_ampere: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,24 +104,32 @@ class Cluster:
         return {name for name in names
                 if name not in STANDARD_RESOURCES and not name.startswith(("node:", "accelerator_type:"))}
 
-    def gpu_nodes(self, gpu_class: str | None = None) -> list[tuple[dict[str, float], int, float | None]]:
-        """(resources, how many, GB per GPU or None) of every GPU node there is, and of every GPU node type the
-        autoscaler may add; with `gpu_class`, only those that declare that custom resource."""
-        nodes = [(node, 1, accelerator_memory_gb(node)) for node in self.nodes if node.get("GPU")] + [
-            (t.resources, t.max_workers, t.gpu_memory_gb or accelerator_memory_gb(t.resources))
+    def gpu_nodes(self, gpu_class: str | None = None) -> list[tuple[dict[str, float], int, float | None, bool]]:
+        """(resources, how many, GB per GPU or None, whether its GPUs are older than Ampere) of every GPU node
+        there is, and of every GPU node type the autoscaler may add; with `gpu_class`, only those that declare
+        that custom resource."""
+        nodes = [(node, 1, accelerator_memory_gb(node), pre_ampere_accelerator(node))
+                 for node in self.nodes if node.get("GPU")] + [
+            (t.resources, t.max_workers, t.gpu_memory_gb or accelerator_memory_gb(t.resources),
+             t.pre_ampere or pre_ampere_accelerator(t.resources))
             for t in self.node_types if t.resources.get("GPU") and t.max_workers > 0]
         return [node for node in nodes if gpu_class is None or gpu_class in node[0]]
 
     def cpus_per_gpu(self) -> float:
         """CPUs a GPU node has per GPU (the smallest such ratio), so a trial's CPU share matches its GPU share."""
-        ratios = [node.get("CPU", 0.0) / node["GPU"] for node, _, _ in self.gpu_nodes()]
+        ratios = [node.get("CPU", 0.0) / node["GPU"] for node, *_ in self.gpu_nodes()]
         return min(ratios) if ratios else 0.0
 
     def gpu_memory_gb(self, gpu_class: str | None) -> tuple[float, float] | None:
         """(smallest, largest) memory of one GPU among the GPU nodes a trial of `gpu_class` may land on, where
         the cluster says (Ray's detected accelerator type, or the node type's instance type); None: unknown."""
-        known = [memory for _, _, memory in self.gpu_nodes(gpu_class) if memory]
+        known = [memory for _, _, memory, _ in self.gpu_nodes(gpu_class) if memory]
         return (min(known), max(known)) if known else None
+
+    def pre_ampere_gpus(self, gpu_class: str | None) -> bool:
+        """Whether a trial of `gpu_class` may land on a GPU older than Ampere, where the cluster says (as for
+        gpu_memory_gb); a GPU of unknown type counts as newer."""
+        return any(pre_ampere for *_, pre_ampere in self.gpu_nodes(gpu_class))
 
     def named_nodes(self, gpu_only: bool) -> list[tuple[str, dict[str, float]]]:
         """(name, resources) of every alive node and every node type the autoscaler may add (`gpu_only`: those
@@ -150,7 +166,7 @@ class Cluster:
 def node_name(resources: dict[str, float]) -> str:
     """An alive node as messages name it: by the address in Ray's `node:<ip>` resource where it has one."""
     address = next((key.removeprefix("node:") for key in resources
-                    if key.startswith("node:") and key != "node:__internal_head__"), None)
+                    if key.startswith("node:") and key != HEAD_NODE_RESOURCE), None)
     return f"node {address}" if address else "an alive node"
 
 
@@ -162,29 +178,57 @@ def local_cluster() -> Cluster:
 
 
 def connected_cluster(address: str) -> Cluster:
-    """The cluster `ray.init(address=...)` joined: its alive nodes, and the autoscaler's node types when this
-    is the head of a `ray up` cluster."""
+    """The cluster `ray.init(address=...)` joined: its alive nodes, and the autoscaler's node types when it is a
+    `ray up` cluster (read on its head, wherever this driver runs)."""
     import ray
 
     nodes = [{key: float(value) for key, value in node["Resources"].items()}
              for node in ray.nodes() if node["Alive"]]
-    return Cluster(ray.get_runtime_context().gcs_address, nodes, read_node_types(autoscaler_config_path()))
+    path, text = head_autoscaler_config()
+    node_types = [] if text is None else parse_node_types(text, f"the head's {path}")
+    return Cluster(ray.get_runtime_context().gcs_address, nodes, node_types)
 
 
-def read_node_types(path: Path) -> list[NodeType]:
-    """Worker node types from an autoscaler config (cluster.yaml, or the copy `ray up` leaves on the head)."""
-    if not path.is_file():
-        return []
+def head_autoscaler_config() -> tuple[str, str | None]:
+    """(path, text or None where there is no such file) of the head node's AUTOSCALER_CONFIG, read by a zero-CPU
+    task pinned to the head: the driver's own home has it only when the driver runs on the head."""
+    import ray
+
+    @ray.remote(num_cpus=0, resources={HEAD_NODE_RESOURCE: 0.001})
+    def read_on_head() -> tuple[str, str | None]:
+        path = Path(AUTOSCALER_CONFIG).expanduser()
+        return str(path), path.read_text() if path.is_file() else None
+
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        return ray.get(read_on_head.remote(), timeout=HEAD_READ_TIMEOUT_S)
+    except ray.exceptions.GetTimeoutError:
+        raise ClusterError(f"the cluster's head did not answer within {HEAD_READ_TIMEOUT_S} s when asked for its "
+                           f"{AUTOSCALER_CONFIG} (the autoscaler's node types)") from None
+
+
+def parse_node_types(text: str, path: str) -> list[NodeType]:
+    """Worker node types from an autoscaler config's text (cluster.yaml, or the copy `ray up` leaves on the head);
+    `path` names it in the error."""
+    try:
+        config = yaml.safe_load(text) or {}
         types = config.get("available_node_types") or {}
         head = config.get("head_node_type")
-        return [NodeType(name, {key: float(value) for key, value in (spec.get("resources") or {}).items()},
-                         int(spec.get("max_workers", config.get("max_workers", 0))),
-                         instance_gpu_memory_gb((spec.get("node_config") or {}).get("InstanceType")))
-                for name, spec in types.items() if name != head]
+        return [node_type(name, spec, config.get("max_workers", 0)) for name, spec in types.items() if name != head]
+    except yaml.MarkedYAMLError as error:  # its message spans lines: the line and the problem are what matter
+        line = f":{error.problem_mark.line + 1}" if error.problem_mark else ""
+        raise ClusterError(f"{path}{line}: not a readable autoscaler config ({error.problem or error.context})"
+                           ) from None
     except (yaml.YAMLError, AttributeError, TypeError, ValueError) as error:
-        raise ClusterError(f"{path}: not a readable autoscaler config ({type(error).__name__}: {error})") from None
+        reason = str(error).splitlines()[0] if str(error) else ""
+        raise ClusterError(f"{path}: not a readable autoscaler config ({type(error).__name__}: {reason})") from None
+
+
+def node_type(name: str, spec: dict, max_workers: int) -> NodeType:
+    """One of an autoscaler config's available_node_types (`max_workers`: the config's, where it sets none)."""
+    instance_type = (spec.get("node_config") or {}).get("InstanceType")
+    return NodeType(name, {key: float(value) for key, value in (spec.get("resources") or {}).items()},
+                    int(spec.get("max_workers", max_workers)), instance_gpu_memory_gb(instance_type),
+                    instance_family(instance_type) in PRE_AMPERE_AWS_FAMILIES)
 
 
 def accelerator_memory_gb(resources: dict[str, float]) -> float | None:
@@ -193,9 +237,20 @@ def accelerator_memory_gb(resources: dict[str, float]) -> float | None:
                  if key.startswith("accelerator_type:") and key.split(":", 1)[1] in ACCELERATOR_MEMORY_GB), None)
 
 
+def pre_ampere_accelerator(resources: dict[str, float]) -> bool:
+    """Whether a node's resources name an accelerator type older than Ampere (`accelerator_type:T4`)."""
+    return any(key.split(":", 1)[1] in PRE_AMPERE_ACCELERATORS for key in resources
+               if key.startswith("accelerator_type:"))
+
+
+def instance_family(instance_type: object) -> str | None:
+    """The family of an AWS instance type (g5.2xlarge: g5); None for anything else."""
+    return instance_type.split(".")[0] if isinstance(instance_type, str) else None
+
+
 def instance_gpu_memory_gb(instance_type: object) -> float | None:
     """Memory of one GPU of an AWS instance type (g5.2xlarge: an A10G, 24 GB); None for any other."""
-    return AWS_FAMILY_GPU_MEMORY_GB.get(instance_type.split(".")[0]) if isinstance(instance_type, str) else None
+    return AWS_FAMILY_GPU_MEMORY_GB.get(instance_family(instance_type))
 
 
 def use_gpus(device: str, cluster: Cluster) -> bool:
@@ -257,7 +312,7 @@ def trial_size(params_m: float, gpu_share: float, cluster: Cluster, on_gpu: bool
         concurrent = max_concurrent_override
     elif eligible := cluster.gpu_nodes(wanted):
         concurrent = max(1, sum(min(int(node["GPU"] / gpu_share + 1e-9), int(node.get("CPU", 0.0) // cpus)) * count
-                                for node, count, _ in eligible))
+                                for node, count, *_ in eligible))
     else:
         concurrent = 4  # --device gpu on a cluster that shows no GPU yet: Ray queues trials until one joins
     return TrialSize(cpus, gpu_share, custom, concurrent, reason)

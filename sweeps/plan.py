@@ -148,7 +148,8 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
             try:
                 size = size_trials(model, cluster, on_gpu, batch_size=batch_size, max_length=max_length,
                                    decoder=experiment.trainable == "decoder", gpus_per_trial=args.gpus_per_trial,
-                                   cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent)
+                                   cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
+                                   fp32_activations=model_fixed.get("variant") == "qat")
             except (ClusterError, ModelError) as error:
                 fail(str(error))
             model_rows.append({
@@ -188,7 +189,7 @@ def epoch_tflop(profile: ComputeProfile, train_rows: int, max_length: int) -> fl
 
 def size_trials(model: ResolvedModel, cluster: Cluster, on_gpu: bool, *, batch_size: int, max_length: int,
                 decoder: bool = False, gpus_per_trial: float | None = None, cpus_per_trial: int | None = None,
-                max_concurrent: int | None = None) -> TrialSize:
+                max_concurrent: int | None = None, fp32_activations: bool = False) -> TrialSize:
     """CPUs, GPU share, custom resources and concurrency for one model's trials on this cluster, for the plan
     and for simulations of it (bench/).
 
@@ -196,9 +197,12 @@ def size_trials(model: ResolvedModel, cluster: Cluster, on_gpu: bool, *, batch_s
     full length: the bound, not the average), not its parameter count: ALBERT's 12M parameters run 12 times per
     token, so it computes like BERT-base. It is the larger of the share of a GPU's time the step keeps busy and
     the share of its memory the trial holds (full fine-tuning; `decoder`: QLoRA), of the smallest GPU the
-    trial may land on where the cluster says, else of a REFERENCE_GPU_MEMORY_GB one. `gpus_per_trial` and
-    `cpus_per_trial` override it; either one that no node of the cluster can hold, or a trial whose memory no
-    GPU of the cluster holds, is a ClusterError naming the flag (Ray would queue such trials forever)."""
+    trial may land on where the cluster says, else of a REFERENCE_GPU_MEMORY_GB one. Its activations are
+    16-bit (autocast), or twice that where the trials train in fp32: `fp32_activations` (the qat variant,
+    trainables/encoder.py train_dtype), or a `decoder` that may land on a GPU older than Ampere
+    (trainables/decoder.py decoder_dtype). `gpus_per_trial` and `cpus_per_trial` override it; either one that
+    no node of the cluster can hold, or a trial whose memory no GPU of the cluster holds, is a ClusterError
+    naming the flag (Ray would queue such trials forever)."""
     check_fits(cluster, on_gpu, gpus_per_trial, cpus_per_trial)
     if not on_gpu or gpus_per_trial == 0:
         return trial_size(model.params_m, 0.0, cluster, False, cpus_per_trial, max_concurrent)
@@ -207,8 +211,11 @@ def size_trials(model: ResolvedModel, cluster: Cluster, on_gpu: bool, *, batch_s
                           f"--gpus-per-trial {gpus_per_trial:g}")
     profile = compute_profile(model)
     step_tflop = batch_size * max_length * profile.train_flops_per_token(max_length) / 1e12
-    memory_gb = profile.train_memory_gb(batch_size, max_length, four_bit=decoder, lora=decoder)
-    gpu_memory = cluster.gpu_memory_gb(gpu_class(model.params_m, cluster))
+    wanted = gpu_class(model.params_m, cluster)
+    fp32_activations = fp32_activations or (decoder and cluster.pre_ampere_gpus(wanted))
+    memory_gb = profile.train_memory_gb(batch_size, max_length, four_bit=decoder, lora=decoder,
+                                        fp32_activations=fp32_activations)
+    gpu_memory = cluster.gpu_memory_gb(wanted)
     if gpu_memory and memory_gb + CUDA_CONTEXT_GB > gpu_memory[1]:
         raise ClusterError(f"--models {model.name}: a trial needs ~{memory_gb + CUDA_CONTEXT_GB:.0f} GB of GPU "
                            f"memory at batch_size {batch_size} x max_length {max_length}, but the cluster's largest "
@@ -307,9 +314,11 @@ def print_plan(plan: Plan, data: EmotionData, started_at: float) -> None:
           f"of trials at once")
     if plan.time_budget_s:
         ends = time.strftime("%H:%M:%S", time.localtime(started_at + plan.time_budget_s))
-        print(f"  time budget {format_duration(plan.time_budget_s)}: trials stop by {ends} (the trial count is a "
-              f"cap{', and the search leaves room for the confirmation seeds' if plan.confirm_seeds else ''}), "
-              f"then the analysis runs")
+        split = (f"the search runs until the time left is what {plan.confirm_seeds} confirmation seeds of each "
+                 f"model's best configuration so far take (priced from that trial's measured epochs), the seeds "
+                 f"the rest" if plan.confirm_seeds else "all of it is search")
+        print(f"  time budget {format_duration(plan.time_budget_s)}: trials stop by {ends}; {split} (the trial "
+              f"count is a cap); then the analysis runs")
     if plan.confirm_seeds:
         print(f"  then each model's best configuration is trained again with {plan.confirm_seeds} further seeds "
               f"(--confirm-seeds): mean ± sd over seeds, a seed ensemble, and whether the top two differ")

@@ -155,7 +155,10 @@ def join_cluster(args: argparse.Namespace) -> Cluster:
     except (ConnectionError, RuntimeError, ValueError) as error:
         fail(f"--address {address}: cannot join the Ray cluster ({str(error).splitlines()[0]})")
     print_dashboard(context)
-    return connected_cluster(address)
+    try:
+        return connected_cluster(address)
+    except ClusterError as error:  # the head's autoscaler config: unreadable, or the head did not answer
+        fail(f"--address {address}: {error}")
 
 
 def start_ray(args: argparse.Namespace) -> None:

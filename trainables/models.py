@@ -70,7 +70,8 @@ class ComputeProfile:
         per_layer = 4 * 2 * self.hidden_size + 3 * (self.hidden_size + self.intermediate_size)
         return self.layers * LORA_RANK * per_layer
 
-    def train_memory_gb(self, batch_size: int, seq_len: int, four_bit: bool = False, lora: bool = False) -> float:
+    def train_memory_gb(self, batch_size: int, seq_len: int, four_bit: bool = False, lora: bool = False,
+                        fp32_activations: bool = False) -> float:
         """GPU memory one training step holds, in GB: weights, gradients and AdamW state, plus activations.
 
         Full fine-tuning in mixed precision: 16 bytes a parameter. QLoRA (`four_bit`, `lora`): a 4-bit base
@@ -78,14 +79,18 @@ class ComputeProfile:
         bytes (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
         eq. 1, for 16-bit activations), not halved although autocast stores most of them in 16 bits: its
         softmax and layer norms keep fp32 outputs, and the formula leaves out the classifier's logits. The
-        decoder's gradient checkpointing keeps far less, so for QLoRA this is an upper bound."""
+        decoder's gradient checkpointing keeps far less, so for QLoRA this is an upper bound.
+
+        `fp32_activations`: the step runs without autocast (the qat variant; a decoder on a GPU older than
+        Ampere), so every activation it stores is 4 bytes instead of 2 and the activation term doubles. The
+        16 bytes a parameter are the same either way: the weights, gradients and AdamW state are fp32 already."""
         if lora:
             base = FOUR_BIT_BYTES_PER_PARAM if four_bit else FROZEN_BYTES_PER_PARAM
             states = base * self.params_m * 1e6 + FULL_FINE_TUNE_BYTES_PER_PARAM * self.lora_params()
         else:
             states = FULL_FINE_TUNE_BYTES_PER_PARAM * self.params_m * 1e6
         per_layer = seq_len * batch_size * self.hidden_size * (
-            34 + 5 * self.attention_heads * seq_len / self.hidden_size)
+            34 + 5 * self.attention_heads * seq_len / self.hidden_size) * (2 if fp32_activations else 1)
         return (states + self.layers * per_layer) / GB
 
 

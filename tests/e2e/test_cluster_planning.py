@@ -60,13 +60,22 @@ def test_dry_run_on_a_cluster_with_gpus_plans_gpu_shares(tmp_path, data_and_mode
 
 
 def test_autoscaling_head_plans_from_node_types_and_refuses_local_storage(tmp_path, data_and_model):
-    """On the head of a `ray up` cluster (~/ray_bootstrap_config.yaml; no GPU node up yet), the plan sizes trials
-    for the GPU workers to come, asks for their custom resource, and refuses a --storage only this node sees."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "ray_bootstrap_config.yaml").write_text(CLUSTER_YAML.read_text())
-    with two_node_cluster(cpus_per_node=2, gpus_per_node=0, workers=0) as cluster:
-        local = plan_on(cluster, data_and_model, tmp_path, env={"HOME": str(home)})
+    """On a `ray up` cluster (~/ray_bootstrap_config.yaml on its head; no GPU node up yet), the plan sizes trials
+    for the GPU workers to come, asks for their custom resource, and refuses a --storage only this node sees.
+    The config is in the head's home only, not the driver's: the driver reads it on the head, as it must when it
+    runs on another machine (a worker node, a laptop joined with --address). A damaged config there is one line."""
+    head_home, driver_home = tmp_path / "head-home", tmp_path / "driver-home"
+    head_home.mkdir()
+    driver_home.mkdir()
+    (head_home / "ray_bootstrap_config.yaml").write_text(CLUSTER_YAML.read_text())
+    with two_node_cluster(cpus_per_node=2, gpus_per_node=0, workers=0, home=head_home) as cluster:
+        local = plan_on(cluster, data_and_model, tmp_path, env={"HOME": str(driver_home)})
+        (head_home / "ray_bootstrap_config.yaml").write_text("available_node_types: [unclosed\n")
+        damaged = plan_on(cluster, data_and_model, tmp_path, env={"HOME": str(driver_home)})
+    assert damaged.returncode == 2 and damaged.stderr.strip().splitlines()[-1].startswith(
+        f"error: --address {cluster['address']}: the head's {head_home / 'ray_bootstrap_config.yaml'}:2: not a "
+        f"readable autoscaler config ("), damaged.stderr[-2000:]
+    assert not (driver_home / "ray_bootstrap_config.yaml").exists()
     assert local.returncode == 2
     [line] = local.stderr.strip().splitlines()[-1:]
     assert line.startswith(f"error: --storage {tmp_path / 'runs'}: on a local") and "may add nodes" in line

@@ -49,14 +49,16 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 2) -> None:
 
 @contextmanager
 def two_node_cluster(cpus_per_node: int = 1, gpus_per_node: int = 0, workers: int = 1,
-                     resources: dict[str, float] | None = None):
+                     resources: dict[str, float] | None = None, home: Path | None = None):
     """Yields {"address", "env", "nodes": {"head": Popen, "worker": Popen}, "temp_dirs"}; all stopped (and their
     temp dirs removed) after. `workers=0` gives a head alone; `gpus_per_node` are declared, not real: Ray
     schedules and packs trials by them (tests of GPU sharing on a machine without one), and so are the custom
-    `resources` every node gets.
+    `resources` every node gets. `home`: the HOME of the nodes (and so of the tasks they run), not of `env`,
+    as on a cluster whose nodes are other machines than the driver's.
 
     Token auth on, with a token of this cluster's own in `env` (every process that joins needs it)."""
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    node_env = {**env, "HOME": str(home)} if home else env
     root = Path(tempfile.mkdtemp(prefix="ray-2n-", dir="/tmp"))  # short: Ray's socket paths live under it
     gcs_port = free_port()
     common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus_per_node), "--num-gpus",
@@ -76,7 +78,7 @@ def two_node_cluster(cpus_per_node: int = 1, gpus_per_node: int = 0, workers: in
             nodes[name] = subprocess.Popen(
                 [sys.executable, "-m", "ray.scripts.scripts", "start", *args, *common, "--temp-dir", str(root / name),
                  "--dashboard-agent-listen-port", str(free_port())],
-                stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                stdout=open(log, "w"), stderr=subprocess.STDOUT, env=node_env, start_new_session=True)
             wait_for_start(nodes[name], log)
         yield {"address": f"127.0.0.1:{gcs_port}", "env": env, "nodes": nodes,
                "temp_dirs": {name: root / name for name in commands}}

@@ -8,13 +8,15 @@ import re
 import pytest
 import torch
 
-from sweeps import goemotions_raw
-from sweeps.cluster import (LARGE_GPU, SMALL_GPU, Cluster, ClusterError, read_node_types, share_of_gpu,
-                            use_gpus)
+from sweeps import emotion6, goemotions_raw
+from sweeps.cluster import (ACCELERATOR_MEMORY_GB, LARGE_GPU, SMALL_GPU, Cluster, ClusterError, parse_node_types,
+                            share_of_gpu, use_gpus)
 from sweeps.experiment import BUDGETS
 from sweeps.plan import size_trials
 from tests.helpers.sweeps import REPO
+from tests.helpers.data import write_emotion6
 from trainables.device import SIMULATED_GPUS_ENV, NoCudaError, autocast_dtype, trial_device
+from trainables.encoder import VARIANTS
 from trainables.gpu_memory import CUDA_CONTEXT_GB, memory_fraction
 from trainables.models import MODELS, ResolvedModel, compute_profile, params_m_from_config
 
@@ -23,7 +25,7 @@ CLUSTER_YAML = REPO / "cluster" / "cluster.yaml"
 
 def cluster_yaml_cluster() -> Cluster:
     """cluster.yaml's cluster right after `ray up`: the CPU-only head alive, every GPU worker still to start."""
-    return Cluster("10.0.0.1:6379", [{"CPU": 0.0}], read_node_types(CLUSTER_YAML))
+    return Cluster("10.0.0.1:6379", [{"CPU": 0.0}], parse_node_types(CLUSTER_YAML.read_text(), str(CLUSTER_YAML)))
 
 
 FULL = BUDGETS["full"]
@@ -104,6 +106,72 @@ def test_the_memory_share_grows_with_the_batch():
     assert all(reason.startswith("memory: ") and reason.endswith("of 24 GB") for _, reason in shares)
     a10g = Cluster("a:1", [{"CPU": 64.0, "GPU": 1.0, "accelerator_type:A10G": 1.0}])
     assert size_of("minilm", a10g).reason.endswith("of 24 GB")  # the A10G's memory, from Ray's accelerator type
+
+
+def test_fp32_activations_double_the_activations_only():
+    """Without autocast every stored activation is 4 bytes, not 2; weights, gradients and AdamW state are fp32
+    (16 bytes a parameter) either way."""
+    profile = MODELS["mobilebert"].profile
+    states = profile.train_memory_gb(0, FULL.max_length)  # no sequence: no activations
+    assert states == profile.train_memory_gb(0, FULL.max_length, fp32_activations=True) > 0
+    activations = profile.train_memory_gb(FULL_BATCH_SIZE, FULL.max_length) - states
+    fp32 = profile.train_memory_gb(FULL_BATCH_SIZE, FULL.max_length, fp32_activations=True) - states
+    assert activations > 0 and fp32 == pytest.approx(2 * activations)
+
+
+def test_qat_trials_train_in_fp32_so_memory_gives_them_a_larger_share():
+    cluster = cluster_yaml_cluster()
+    baseline, qat = size_of("mobilebert", cluster), size_of("mobilebert", cluster, fp32_activations=True)
+    assert baseline.reason.startswith("memory: ") and qat.reason.startswith("memory: ")  # memory decides the share
+    assert qat.gpus > baseline.gpus
+
+
+def test_the_plan_sizes_the_qat_study_and_only_it_for_fp32_activations(run_cli, monkeypatch, tmp_path, tiny_bert):
+    """emotion6 plans one study per variant (its `variant` fixed per study); only qat trains without autocast."""
+    from sweeps import plan
+
+    asked, size_trials = [], plan.size_trials
+    monkeypatch.setattr("sweeps.run.local_cluster", lambda: Cluster(None, [{"CPU": 8.0, "GPU": 2.0}]))
+    monkeypatch.setattr("sweeps.plan.size_trials", lambda *args, **kwargs: (
+        asked.append(kwargs["fp32_activations"]) or size_trials(*args, **kwargs)))
+    result = run_cli(emotion6, "--data-dir", str(write_emotion6(tmp_path / "e6")), "--models", str(tiny_bert),
+                     "--storage", str(tmp_path / "out"), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert asked == [variant == "qat" for variant in VARIANTS]
+
+
+@pytest.mark.parametrize("accelerator, fp32", [("T4", True), ("V100", True), ("A10G", False), ("L4", False)])
+def test_a_decoder_on_a_gpu_older_than_ampere_is_sized_for_fp32_activations(accelerator, fp32):
+    """decoder_dtype trains a decoder in fp32 on compute capability below 8 (T4, V100), in bf16 from Ampere on
+    (A10G, L4). At this batch and length each GPU's share or reason tells the two estimates apart."""
+    batch_size, max_length = 1, 512
+    profile = MODELS["smollm2-135m"].profile
+    gpu_gb = ACCELERATOR_MEMORY_GB[accelerator]
+    step_tflop = batch_size * max_length * profile.train_flops_per_token(max_length) / 1e12
+    expected = {fp32_activations: share_of_gpu(step_tflop, profile.train_memory_gb(
+        batch_size, max_length, four_bit=True, lora=True, fp32_activations=fp32_activations), gpu_gb)
+        for fp32_activations in (False, True)}
+    assert expected[False] != expected[True]
+    node = Cluster("a:1", [{"CPU": 8.0, "GPU": 1.0, f"accelerator_type:{accelerator}": 1.0}])
+    size = size_trials(alias_model("smollm2-135m"), node, True, batch_size=batch_size, max_length=max_length,
+                       decoder=True)
+    assert (size.gpus, size.reason) == expected[fp32]
+    assert size_trials(alias_model("minilm"), node, True, batch_size=FULL_BATCH_SIZE, max_length=FULL.max_length) \
+        == size_of("minilm", node)  # an encoder keeps autocast there (fp16)
+
+
+def test_node_types_say_where_gpus_are_older_than_ampere_by_instance_family():
+    """A T4 node type (g4dn) for small trials, an A10G one (g5) for large ones; an unknown GPU counts as newer."""
+    node_types = parse_node_types("""
+available_node_types:
+  t4: {max_workers: 1, resources: {CPU: 4, GPU: 1, small_gpu: 1}, node_config: {InstanceType: g4dn.xlarge}}
+  a10g: {max_workers: 1, resources: {CPU: 4, GPU: 1, large_gpu: 1}, node_config: {InstanceType: g5.xlarge}}
+""", "test.yaml")
+    cluster = Cluster("10.0.0.1:6379", [{"CPU": 0.0}], node_types)
+    assert cluster.pre_ampere_gpus(SMALL_GPU) and not cluster.pre_ampere_gpus(LARGE_GPU)
+    assert cluster.pre_ampere_gpus(None)  # a trial of no class may land on either
+    assert not cluster_yaml_cluster().pre_ampere_gpus(None)  # g5 and g6e: A10G and L40S
+    assert not Cluster("a:1", [{"CPU": 8.0, "GPU": 1.0}]).pre_ampere_gpus(None)
 
 
 @pytest.mark.parametrize("gpu_gb", [16.0, 24.0, 80.0])
