@@ -162,6 +162,7 @@ class StudySearcher(Searcher):
         self._trial_s: dict[str, list[float]] = {}  # per study: wall seconds of its ended trials
         self._timings: dict[str, TrialTiming] = {}  # Tune trial id -> its epochs' clock and best value
         self._reserve_s = 0.0  # what the confirmation seeds of the best configurations so far take
+        self._said_search_ends = False
 
     def __getstate__(self):
         return {**self.__dict__, "_optuna": None, "_orphans": {}, "_counts": {}, "_budget": {}, "_deadline": None}
@@ -248,10 +249,16 @@ class StudySearcher(Searcher):
                 best[timing.study] = timing
         return best
 
-    def reserve_text(self) -> str:
-        """What the reserve is priced from, for the line that says the search ends."""
-        return "; ".join(f"{name}'s best, {timing.epochs} epoch{'s' * (timing.epochs != 1)} at "
-                         f"~{timing.seed_s() / 60:.1f} min a seed" for name, timing in self.best_timings().items())
+    def say_search_ends(self) -> None:
+        """Print, once, that the search is over for the confirmation seeds, and what they were priced from."""
+        if self._said_search_ends:
+            return
+        self._said_search_ends = True
+        priced = "; ".join(f"{name}'s best, {timing.epochs} epoch{'s' * (timing.epochs != 1)} at "
+                           f"~{timing.seed_s() / 60:.1f} min a seed" for name, timing in self.best_timings().items())
+        seeds = self.confirm_seeds
+        print(f"search ends with {self.budget_left_s() / 60:.1f} min of the time budget left for {seeds} "
+              f"confirmation seed{'s' * (seeds != 1)} ({priced})", flush=True)
 
     def max_epochs(self, name: str) -> int:
         study = self.studies[name]
@@ -330,6 +337,8 @@ class StudySearcher(Searcher):
             self._deadline = self.clock() + left
         open_studies = [name for name in self.studies if self.has_trials_left(name) and not self.too_late(name)]
         if not open_studies:
+            if self.confirm_seeds and any(self.has_trials_left(name) for name in self.studies):
+                self.say_search_ends()  # trials were left, the time for them was not
             return Searcher.FINISHED
         name = self.slot_for(self.order(open_studies))
         if name is None:

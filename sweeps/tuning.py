@@ -87,7 +87,6 @@ class SearchEnd(Stopper):
 
     def __init__(self, searcher: StudySearcher):
         self.searcher = searcher
-        self.said = False
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         return False  # no single trial is stopped for itself: stop_all ends the phase
@@ -96,11 +95,7 @@ class SearchEnd(Stopper):
         deadline = self.searcher.search_deadline()
         if deadline is None or self.searcher.clock() < deadline:
             return False
-        if not self.said:
-            seeds = self.searcher.confirm_seeds
-            print(f"search ends with {self.searcher.budget_left_s() / 60:.1f} min of the time budget left for {seeds} "
-                  f"confirmation seed{'s' * (seeds != 1)} ({self.searcher.reserve_text()})", flush=True)
-            self.said = True
+        self.searcher.say_search_ends()
         return True
 
 

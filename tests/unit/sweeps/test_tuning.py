@@ -133,7 +133,7 @@ def test_once_every_study_has_a_finished_trial_the_most_work_left_goes_first(tmp
     assert [searcher.suggest(f"n{n}")["study"] for n in range(2)] == ["beta", "alpha"]
 
 
-def test_the_search_leaves_the_confirmation_seeds_what_the_best_configuration_needs(tmp_path):
+def test_the_search_leaves_the_confirmation_seeds_what_the_best_configuration_needs(tmp_path, capsys):
     """2 confirmation seeds, one at a time. The reserve is priced from the best trial so far: its measured first
     epoch, its later epochs as long as they took, times the epochs its configuration trains; it follows the leader."""
     now = [1000.0]
@@ -157,10 +157,14 @@ def test_the_search_leaves_the_confirmation_seeds_what_the_best_configuration_ne
 
     now[0] = deadline - priced - 35  # 35 s before the search ends: a first epoch (median 35 s) just fits
     assert isinstance(searcher.suggest("a2"), dict) and not stopper.stop_all()
+    assert "search ends" not in capsys.readouterr().out
     now[0] += 1  # no longer: no new trial, and the running one stops when the search ends
     assert searcher.suggest("a3") == StudySearcher.FINISHED and not stopper.stop_all()
     now[0] = deadline - priced
     assert stopper.stop_all()
+    [line] = capsys.readouterr().out.splitlines()  # said once, when no trial could start any more
+    assert line == (f"search ends with {(priced + 34) / 60:.1f} min of the time budget left for 2 confirmation seeds "
+                    f"(alpha's best, 1 epoch at ~0.7 min a seed)")
 
 
 def test_the_reserve_survives_the_searchers_saved_state(tmp_path):
