@@ -11,9 +11,12 @@ datasets with a leaderboard format the prediction files (analysis.predictions). 
 ensembles (kind "seeds") and the trial ensemble of all the sweep's trials (kind "trials", analysis.trial_ensemble),
 each with its predictions in ensembles/; the table shows them beside the best trials.
 
-This is the step a sweep runs when it ends (sweeps also take read_trials, best_runs, ExperimentError and
-print_or_fail from here, which it uses itself): it puts together reading the trials (analysis.trials), their tables
+This is the step a sweep runs when it ends (sweeps also take read_trials, best_runs, reported_runs, ExperimentError
+and print_or_fail from here, which it uses itself): it puts together reading the trials (analysis.trials), their tables
 (analysis.tables) and the prediction files; those modules never import it, nor analysis.export or analysis.predict.
+
+Run on its own, it first predicts the test split for the reported checkpoints that have no test predictions yet (a
+sweep interrupted or killed after its trials, before it predicted them): `predict_reported_tests_here`.
 """
 from __future__ import annotations
 
@@ -25,10 +28,10 @@ from pathlib import Path
 from analysis.predictions import prediction_rows, write_prediction_files
 from analysis.tables import (cost_line, markdown_table, per_class_f1, per_class_markdown, seed_lines,
                              trial_ensemble_lines)
-from analysis.trials import (ExperimentError, best_per_model, best_runs, print_or_fail, read_trials, seed_ensembles,
-                             trial_ensemble_row, trial_runs)
+from analysis.trials import (ExperimentError, best_per_model, best_runs, print_or_fail, read_json, read_trials,
+                             reported_runs, seed_ensembles, trial_ensemble_row, trial_runs)
 from trainables import atomic
-from trainables.data import DataError
+from trainables.data import DataError, load_sweep_data
 
 
 def write_best_trials(path: Path) -> str:
@@ -72,11 +75,50 @@ def write_best_trials(path: Path) -> str:
     return table
 
 
+def predict_reported_tests_here(path: Path) -> None:
+    """The test split predicted, in this process, for each reported checkpoint (analysis.trials.reported_runs) that
+    has no test predictions yet, on the sweep's rows (re-read from its data source as sweep.json subsampled them) and
+    on the device its trial's planned resources give (trainables/predict_test.py): a CPU trial's on this machine's
+    CPUs with the trial's thread count, a GPU trial's on a GPU, which this machine then needs. A sweep's own driver
+    does this through Ray instead (sweeps/run.py), where GPU trials' predictions go back to the cluster's GPUs."""
+    pending = [run for run in reported_runs(read_trials(path)) if "test_probs" not in run.arrays]
+    if not pending:
+        return
+    from trainables.device import NoCudaError  # heavy imports (torch) only when there is something to predict
+    from trainables.predict_test import add_test_predictions
+
+    sweep_file = path / "sweep.json"
+    if not sweep_file.is_file():
+        raise ExperimentError(f"{sweep_file}: not found (the sweep's data source is needed to predict the test split)")
+    sweep = read_json(sweep_file)
+    try:
+        data = load_sweep_data(sweep)
+    except DataError as error:
+        raise ExperimentError(str(error)) from None
+    planned = {model["name"]: model for model in sweep["models"]}
+    for run in pending:
+        trial_dir = Path(run.row["trial_dir"])
+        config = read_json(trial_dir / "params.json")
+        gpus, cpus = (float(planned[config["study"]][key]) for key in ("gpus_per_trial", "cpus_per_trial"))
+        print(f"predicting the test split for {trial_dir.name}/{run.row['checkpoint']}", flush=True)
+        try:
+            add_test_predictions(trial_dir / run.row["checkpoint"], config, data, gpus, cpus)
+        except NoCudaError:
+            raise ExperimentError(f"{trial_dir}: its trial trained on {gpus:g} GPU, and its test split is predicted "
+                                  f"on one as well; run this on a machine with CUDA, or resume the sweep (--resume), "
+                                  f"which predicts it on the cluster's GPUs") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment_dir", type=Path)
     args = parser.parse_args(argv)
-    return print_or_fail(lambda: write_best_trials(args.experiment_dir))
+
+    def predict_and_write() -> str:
+        predict_reported_tests_here(args.experiment_dir)
+        return write_best_trials(args.experiment_dir)
+
+    return print_or_fail(predict_and_write)
 
 
 if __name__ == "__main__":

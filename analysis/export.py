@@ -57,7 +57,8 @@ from analysis.checks import (CheckError, OneLineParser, check_safetensors, load_
 from analysis.decision import DECISION_FILE, rule_fields, selected_metric, write_decision
 from analysis.seeds import SeedRun, ensemble
 from analysis.trial_ensemble import trial_ensemble
-from analysis.trials import ExperimentError, best_per_model, best_runs, evaluate, read_json, read_trials, trial_runs
+from analysis.trials import (ExperimentError, best_per_model, best_runs, evaluate, read_json, read_trials,
+                             require_test_predictions, trial_runs)
 
 SCORE_KEYS = ("macro_f1", "micro_f1", "jaccard", "accuracy", "weighted_f1")
 ENSEMBLES = ("seeds", "trials")
@@ -111,6 +112,7 @@ def trials_chosen(sweep_dir: Path) -> Chosen:
     if joint is None:
         raise ExperimentError(f"{sweep_dir}: no trial ensemble (it needs two trials with predictions of the same rows "
                               f"and labels)")
+    require_test_predictions(joint.members)
     members = ["."] + [f"members/{Path(run.row['trial_dir']).name}" for run in joint.members[1:]]
     return Chosen("trial ensemble", joint.members, members, joint.weights, joint.arrays, "exact")
 

@@ -222,7 +222,7 @@ def best_trials_to_serve(path: Path) -> tuple[list[dict], str, EmotionData, list
         dataset, data = sweep_eval_data(path)
     except DataError as error:
         raise ExperimentError(str(error)) from None
-    return rows, dataset, data, [f"{t.model} {t.directory}: {t.error or 'no checkpoint with test predictions'}"
+    return rows, dataset, data, [f"{t.model} {t.directory}: {t.error or 'no checkpoint with saved predictions'}"
                                  for t in skipped_trials]
 
 

@@ -69,7 +69,7 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
     except ExperimentError as error:
         skipped.append(str(error))
         return None
-    skipped += [f"{t.directory}: {t.error or 'no predictions.npz with test predictions'}" for t in failed]
+    skipped += [f"{t.directory}: {t.error or 'no predictions.npz in its checkpoints'}" for t in failed]
     if not rows:
         skipped.append(f"{path}: no successful trial (none finished an epoch with saved predictions)")
         return None
@@ -77,7 +77,11 @@ def load_experiment(path: Path, skipped: list[str]) -> Experiment | None:
         skipped.append(f"{sweep_file}: names no known dataset and experiment (one of: {', '.join(DATASETS)})")
         return None
     kind = "multi-label" if DATASETS[sweep["dataset"]].multi_label else "single-label"
-    seed_rows, joint = seed_ensembles(path, trials, runs), trial_ensemble_row(path, finished[0])
+    try:  # a trial ensemble member a stopped sweep left without test predictions
+        seed_rows, joint = seed_ensembles(path, trials, runs), trial_ensemble_row(path, finished[0])
+    except ExperimentError as error:
+        skipped.append(str(error))
+        return None
     experiment = Experiment(path, f"{sweep['experiment']} ({kind})", sweep, rows, cost_line(trials),
                             seeds=seed_lines(rows, seed_rows),
                             ensembles=ensemble_table(rows, seed_rows, joint) if seed_rows or joint else [])

@@ -40,7 +40,7 @@ def markdown_table(rows: list[dict], skipped: list[Trial]) -> str:
         lines.append("| " + " | ".join(fmt(row.get(c, "")) for c in columns) + f" | {config} | {source(row)} |")
     if skipped:
         lines += ["", "Skipped (errored or no saved predictions):"]
-        lines += [f"- {t.model} {t.directory.name}: {t.error or 'no checkpoint with test predictions'}"
+        lines += [f"- {t.model} {t.directory.name}: {t.error or 'no checkpoint with saved predictions'}"
                   for t in skipped]
     return "\n".join(lines) + "\n"
 

@@ -3,14 +3,15 @@ auto-sklearn and AutoGluon build theirs) over every finished trial's saved valid
 sweep together.
 
 The library is every trial with a best checkpoint whose predictions share the best trial's label names, validation
-labels and test shape (the same rows and classes, so averaging them means something) and whose validation
-probabilities are finite, in trial order. Each round adds the trial whose addition makes the best ensemble, scored as
-a trial's own `val_score` is: the sweep's selected metric (`score`) on the averaged validation probabilities, at
-thresholds chosen again on those rows by the exact search (trainables.metrics, as a seed ensemble's; multi-label) or
-at the argmax (single-label). A trial may be added again (with replacement: its weight grows), ties go to the earlier
-trial, and selection stops after `ROUNDS` additions or as soon as no addition improves the score, so the result is
-deterministic. The weights are the selection counts. Only validation is read while choosing: test is averaged once,
-with the final weights, for the report.
+labels and shape (the same rows and classes, so averaging them means something; a sweep's trials all share its test
+rows too) and whose validation probabilities are finite, in trial order. Each round adds the trial whose addition
+makes the best ensemble, scored as a trial's own `val_score` is: the sweep's selected metric (`score`) on the
+averaged validation probabilities, at thresholds chosen again on those rows by the exact search (trainables.metrics,
+as a seed ensemble's; multi-label) or at the argmax (single-label). A trial may be added again (with replacement:
+its weight grows), ties go to the earlier trial, and selection stops after `ROUNDS` additions or as soon as no
+addition improves the score, so the result is deterministic. The weights are the selection counts. Only validation
+is read while choosing (the members are chosen before any test split is predicted: analysis.trials.reported_runs);
+test is averaged once, with the final weights, for the report (`TrialEnsemble.arrays`).
 
 Cost: one threshold search and score per library trial per round (stopping early makes it fewer): milliseconds on
 the tiny test sweeps; on GoEmotions' validation shape (5,426 x 28) about 0.03 s per candidate for macro-F1 (no class
@@ -20,6 +21,7 @@ after 9 picks (2 shared CPU cores); micro-F1 and Jaccard searches cost 0.05-0.1 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -34,8 +36,14 @@ ROUNDS = 25
 class TrialEnsemble:
     members: list[SeedRun]  # the trials picked, most picked first (then in trial order)
     weights: list[int]  # how many times each was picked
-    arrays: dict  # the weighted average in predictions.npz layout, thresholds chosen on validation
+    metric: str  # the selected metric its thresholds are chosen for
     library: int  # how many trials it chose from
+
+    @cached_property
+    def arrays(self) -> dict:
+        """The weighted average in predictions.npz layout, thresholds chosen on validation; the members' test
+        predictions averaged too, so every member must hold them."""
+        return ensemble(self.members, self.metric, "exact", self.weights)
 
 
 def tuned_score(probs: np.ndarray, labels: np.ndarray, metric: str) -> float:
@@ -68,7 +76,7 @@ def same_rows(run: SeedRun, reference: SeedRun) -> bool:
     return (mine.get("label_names", np.array([])).tolist() == theirs.get("label_names", np.array([])).tolist()
             and ("per_class_thresholds" in mine) == ("per_class_thresholds" in theirs)
             and np.array_equal(mine["val_labels"], theirs["val_labels"])
-            and mine["test_probs"].shape == theirs["test_probs"].shape
+            and mine["val_probs"].shape == theirs["val_probs"].shape
             and bool(np.isfinite(mine["val_probs"]).all()))
 
 
@@ -86,4 +94,4 @@ def trial_ensemble(runs: list[SeedRun], rounds: int = ROUNDS) -> TrialEnsemble |
                     rounds)
     order = sorted(np.flatnonzero(counts), key=lambda k: -counts[k])  # stable: trial order among equals
     members, weights = [library[k] for k in order], [int(counts[k]) for k in order]
-    return TrialEnsemble(members, weights, ensemble(members, metric, "exact", weights), len(library))
+    return TrialEnsemble(members, weights, metric, len(library))

@@ -6,6 +6,12 @@ Each trial dir holds params.json, result.json and, in its checkpoints, predictio
 the decision rule, analysis.decision). Trials are grouped by their study (`study` in the config: the model, or
 model-variant). A file a crash left damaged leaves its trial out, named with the file. Every analysis step starts
 here; ExperimentError is the one-line error of all of them (print_or_fail).
+
+Everything is chosen on validation alone. Trials predict validation only; the test split is predicted afterwards for
+the checkpoints the analysis reports (`reported_runs`: each model's best trial and its confirmation seeds, and the
+trial ensemble's members), by the sweep when its search and confirmations end or by `python -m analysis.best_trials`
+(trainables/predict_test.py). Test metrics are computed where a checkpoint holds test predictions; a reported
+checkpoint that has none yet is an ExperimentError naming the command that adds them (`require_test_predictions`).
 """
 from __future__ import annotations
 
@@ -82,8 +88,8 @@ def read_trials(path: Path) -> list[Trial]:
 
 
 def best_predictions(trial: Trial) -> tuple[Path, dict] | None:
-    """The checkpoint with the highest validation score that carries test predictions. A damaged
-    predictions.npz (empty, truncated, missing arrays) leaves the trial out, named with its file."""
+    """The checkpoint with the highest validation score (the later of equals), with or without test predictions. A
+    damaged predictions.npz (empty, truncated, missing arrays) leaves the trial out, named with its file."""
     best = None
     for npz_path in sorted(trial.directory.glob("checkpoint_*/predictions.npz")):
         try:
@@ -95,21 +101,23 @@ def best_predictions(trial: Trial) -> tuple[Path, dict] | None:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             trial.error, trial.damaged = f"{npz_path}: unreadable ({reason})", True
             return None
-        if "test_probs" in arrays and (best is None or arrays["val_score"] >= best[1]["val_score"]):
+        if best is None or arrays["val_score"] >= best[1]["val_score"]:
             best = (npz_path.parent, arrays)
     return best
 
 
 def evaluate(arrays: dict) -> dict:
-    """Validation and test metrics from saved probabilities; thresholds are the ones the trial chose on
-    validation (saved beside the probabilities), so test never influences them."""
+    """Validation metrics from saved probabilities, and test metrics where there are test probabilities and labels;
+    thresholds are the ones the trial chose on validation (saved beside the probabilities), so test never influences
+    them."""
+    tested = "test_probs" in arrays and "test_labels" in arrays
     if "per_class_thresholds" in arrays:  # all three metrics, at the thresholds tuned for the selected one
         thresholds = (float(arrays["global_threshold"]), arrays["per_class_thresholds"])
         val = multilabel_report(arrays["val_probs"], arrays["val_labels"], *thresholds)
         row = {"val_macro_f1": val["macro_f1_per_class"], "val_macro_f1_global": val["macro_f1_global"],
                "val_macro_f1_at_0.5": val["macro_f1_at_0.5"], "val_micro_f1": val["micro_f1_per_class"],
                "val_jaccard": val["jaccard_per_class"]}
-        if "test_labels" in arrays:
+        if tested:
             test = multilabel_report(arrays["test_probs"], arrays["test_labels"], *thresholds)
             row.update({"test_macro_f1": test["macro_f1_per_class"], "test_micro_f1": test["micro_f1_per_class"],
                         "test_macro_f1_global": test["macro_f1_global"],
@@ -119,7 +127,7 @@ def evaluate(arrays: dict) -> dict:
     val = singlelabel_report(arrays["val_probs"], arrays["val_labels"])
     row = {"val_macro_f1": val["macro_f1"], "val_micro_f1": val["accuracy"], "val_accuracy": val["accuracy"],
            "val_weighted_f1": val["weighted_f1"]}
-    if "test_labels" in arrays:
+    if tested:
         test = singlelabel_report(arrays["test_probs"], arrays["test_labels"])
         row.update({"test_macro_f1": test["macro_f1"], "test_micro_f1": test["accuracy"],
                     "test_accuracy": test["accuracy"], "test_weighted_f1": test["weighted_f1"]})
@@ -134,7 +142,7 @@ def generation_columns(arrays: dict) -> dict:
            "val_jaccard_generation": float(jaccard_score(arrays["val_labels"], arrays["val_generated"],
                                                          average="samples", zero_division=1)),
            "parse_failure_rate": float(arrays["parse_failure_rate"])}
-    if "test_labels" in arrays and "test_generated" in arrays:
+    if "test_labels" in arrays and "test_generated" in arrays:  # test_generated comes with labels only
         row.update(test_macro_f1_generation=macro_f1(arrays["test_labels"], arrays["test_generated"]),
                    test_jaccard_generation=float(jaccard_score(arrays["test_labels"], arrays["test_generated"],
                                                                average="samples", zero_division=1)))
@@ -207,8 +215,10 @@ def best_runs(trials: list[Trial], finished: tuple | None = None) -> tuple[dict[
 def best_per_model(trials: list[Trial], runs: tuple | None = None) -> tuple[list[dict], list[Trial]]:
     """(best row per model by the selected validation metric, with the model's trial count and cost and, when
     it was confirmed with further seeds, their mean and standard deviation; trials that errored or left no
-    predictions). `runs`: best_runs(trials), when the caller has them already."""
+    predictions). `runs`: best_runs(trials), when the caller has them already. ExperimentError when a reported
+    checkpoint holds no test predictions yet (require_test_predictions)."""
     runs, skipped = runs or best_runs(trials)
+    require_test_predictions([run for seeds in runs.values() for run in seeds])
     rows = []
     for model, seeds in runs.items():
         row = seeds[0].row
@@ -217,6 +227,29 @@ def best_per_model(trials: list[Trial], runs: tuple | None = None) -> tuple[list
             row.update(summary(seeds, row["metric"]))
         rows.append(row)
     return sorted(rows, key=lambda r: -r.get(f"val_{r['metric']}_mean", r["val_score"])), skipped
+
+
+def reported_runs(trials: list[Trial]) -> list[SeedRun]:
+    """The runs whose test predictions the analysis reports, chosen on validation alone, each once: every model's
+    best search trial and the trials that confirmed it over seeds (best_runs), and the trial ensemble's members."""
+    finished = trial_runs(trials)
+    runs, _ = best_runs(trials, finished)
+    joint = trial_ensemble(finished[0])
+    chosen = {}
+    for run in [run for seeds in runs.values() for run in seeds] + (joint.members if joint else []):
+        chosen.setdefault((run.row["trial_dir"], run.row["checkpoint"]), run)
+    return list(chosen.values())
+
+
+def require_test_predictions(runs: list[SeedRun]) -> None:
+    """Raise ExperimentError naming the first run whose checkpoint holds no test predictions yet: a sweep predicts them
+    for what it reports once its search and confirmations end, so one interrupted or killed before then has none."""
+    for run in runs:
+        if "test_probs" not in run.arrays:
+            trial_dir = Path(run.row["trial_dir"])
+            raise ExperimentError(f"{trial_dir / run.row['checkpoint']}: no test predictions yet (the sweep ended "
+                                  f"before predicting the test split of the checkpoints it reports); "
+                                  f"`python -m analysis.best_trials {trial_dir.parent}` adds them")
 
 
 def model_cost(trials: list[Trial]) -> dict:
@@ -230,6 +263,7 @@ def seed_ensembles(path: Path, trials: list[Trial], runs: tuple | None = None) -
     """For each model confirmed with further seeds: its seed ensemble as a row (model `<model> (N-seed
     ensemble)`), its averaged predictions saved as ensembles/<model>.npz in the trial layout."""
     runs, _ = runs or best_runs(trials)
+    require_test_predictions([run for seeds in runs.values() for run in seeds])
     rows = []
     for model, seeds in runs.items():
         if len(seeds) < 2:
@@ -254,6 +288,7 @@ def trial_ensemble_row(path: Path, runs: list[SeedRun]) -> dict | None:
     joint = trial_ensemble(runs)
     if joint is None:
         return None
+    require_test_predictions(joint.members)
     saved = path / "ensembles" / "trial_ensemble.npz"
     saved.parent.mkdir(exist_ok=True)
     with atomic.replacing(saved, "wb") as handle:

@@ -1,11 +1,12 @@
 """Where each trial's wall time went, from a finished experiment's results: tokenizing, loading the model,
-training, validation and test inference, writing checkpoints, and the rest (Ray starting the trial, Tune copying
-checkpoints into storage and handling reports). Prints a table.
+training, validation inference, writing checkpoints, and the rest (Ray starting the trial, Tune copying
+checkpoints into storage and handling reports). Prints a table. Trials predict no test split (the sweep predicts it
+afterwards for the checkpoints it reports, trainables/predict_test.py), so it is no phase of theirs.
 
     python -m bench.trial_overhead results/<name>
 
 Reads the phase times the encoder trainable reports with every epoch (tokenize_s and load_s once per attempt;
-train_s, val_s, test_s and save_s per epoch) and its trial_wall_s.
+train_s, val_s and save_s per epoch) and its trial_wall_s.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-PHASES = ("tokenize_s", "load_s", "train_s", "val_s", "test_s", "save_s")
+PHASES = ("tokenize_s", "load_s", "train_s", "val_s", "save_s")
 
 
 def trial_phases(result_file: Path) -> dict[str, float] | None:
@@ -22,7 +23,7 @@ def trial_phases(result_file: Path) -> dict[str, float] | None:
         return None
     attempts = {row["attempt_started_at"]: row for row in rows}.values()  # setup is paid once per attempt
     phases = {key: sum(row[key] for row in attempts) for key in ("tokenize_s", "load_s")}
-    phases.update({key: sum(row[key] for row in rows) for key in ("train_s", "val_s", "test_s", "save_s")})
+    phases.update({key: sum(row[key] for row in rows) for key in ("train_s", "val_s", "save_s")})
     phases["wall_s"] = rows[-1]["trial_wall_s"]
     phases["other_s"] = phases["wall_s"] - sum(phases[key] for key in PHASES)
     return phases

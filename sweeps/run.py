@@ -4,8 +4,9 @@ In order: the flags (sweeps/cli.py), the cluster, the plan (sweeps/plan.py, prin
 nothing written), the experiment dir and its driver lock, on a multi-node cluster the copies of local model folders
 every node loads (sweeps/shared_models.py), Ray, each trial's shared inputs, the search (one Tune experiment
 holding every model's Optuna study, sweeps/tuning.py), the confirmation seeds
-(sweeps/confirmation.py), and the best-per-model table (analysis/best_trials.py). A time budget counts from the
-start of `main`: starting Ray and loading data are spent too.
+(sweeps/confirmation.py), the test split predicted for the checkpoints the analysis reports (`predict_reported_tests`),
+and the best-per-model table (analysis/best_trials.py). A time budget counts from the start of `main`: starting Ray
+and loading data are spent too.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import optuna
 from optuna.distributions import CategoricalDistribution
 
-from analysis.best_trials import print_or_fail, write_best_trials
+from analysis.best_trials import ExperimentError, print_or_fail, read_trials, reported_runs, write_best_trials
 from sweeps.cli import build_parser, check_name, fail, resumed_args
 from sweeps.cluster import (Cluster, ClusterError, check_shared_storage, connected_cluster, local_cluster, unreachable,
                             private_cluster_warning)
@@ -118,11 +119,52 @@ def sweep_callbacks(plan: Plan, studies: list[Study], started_at: float) -> list
     return callbacks
 
 
-def sweep_trainable(experiment: Experiment, studies: list[Study], data: EmotionData):
+def sweep_trainable(experiment: Experiment, data: EmotionData, shared_tokens: dict):
     from ray import tune
 
-    shared = {"shared_tokens": shared_tokenization(studies, data)} if experiment.trainable == "encoder" else {}
+    shared = {"shared_tokens": shared_tokens} if experiment.trainable == "encoder" else {}
     return tune.with_parameters(trainable_function(experiment.trainable), data=data, **shared)
+
+
+def predict_reported_tests(sweep_dir: Path, studies: list[Study], data: EmotionData, shared_tokens: dict) -> None:
+    """The test split, predicted once the search and the confirmations are over, for the checkpoints the analysis
+    reports (analysis.trials.reported_runs, chosen on validation alone) that have no test predictions yet; trials
+    predict validation only. Each is predicted by its trial's own code under its trial's resources
+    (trainables/predict_test.py), so the probabilities are those the trial would have computed. A CPU study's
+    checkpoints are predicted here in the driver, one after another at the trial's thread count: it holds the sweep's
+    rows and tokenization and has torch imported already, and no worker process has to start (bit for bit the
+    trial's where the driver's CPU is of the trials' kind, as on one machine; on a CPU cluster the head's CPUs stand
+    in for the workers'). A GPU study's each go to a Ray task with the trial's resources (its GPU share, CPUs and
+    custom resources): the driver may have no GPU, and a GPU computes in other kernels and precisions than a CPU. A
+    resumed sweep predicts only what is still missing."""
+    try:
+        pending = [run for run in reported_runs(read_trials(sweep_dir)) if "test_probs" not in run.arrays]
+    except ExperimentError:
+        return  # no trial finished an epoch: the analysis says so
+    if not pending:
+        return
+    import ray
+
+    from trainables.predict_test import add_test_predictions
+
+    print(f"Predicting the test split for the {len(pending)} checkpoint(s) the analysis reports (each model's best "
+          f"trial, its confirmation seeds, the trial ensemble's members)", flush=True)
+    by_name = {study.name: study for study in studies}
+    checkpoints = []
+    for run in pending:
+        trial_dir = Path(run.row["trial_dir"])
+        config = json.loads((trial_dir / "params.json").read_text())
+        checkpoints.append((trial_dir / run.row["checkpoint"], config, by_name[config["study"]]))
+    on_gpus = [(checkpoint, config, study) for checkpoint, config, study in checkpoints if study.gpus]
+    tasks = []
+    if on_gpus:  # started first: they run on the cluster while the driver predicts the CPU studies' checkpoints
+        remote, data_ref, tokens_ref = ray.remote(add_test_predictions), ray.put(data), ray.put(shared_tokens)
+        tasks = [remote.options(num_cpus=study.cpus, num_gpus=study.gpus, resources=study.custom).remote(
+            checkpoint, config, data_ref, study.gpus, study.cpus, tokens_ref) for checkpoint, config, study in on_gpus]
+    for checkpoint, config, study in checkpoints:
+        if not study.gpus:
+            add_test_predictions(checkpoint, config, data, 0.0, study.cpus, shared_tokens)
+    ray.get(tasks)
 
 
 def run_search(plan: Plan, studies: list[Study], trainable, callbacks: list, resume: bool,
@@ -252,7 +294,9 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     time_left_s = plan.time_budget_s and max(1.0, started_at + plan.time_budget_s - time.time())
     interrupts.tuning = True
     studies = studies_of(plan, experiment)
-    trainable = sweep_trainable(experiment, studies, data)  # tokenizes once for the search and the confirmations
+    # tokenized once for the search, the confirmations and the test predictions
+    shared_tokens = shared_tokenization(studies, data) if experiment.trainable == "encoder" else {}
+    trainable = sweep_trainable(experiment, data, shared_tokens)
     # Tune appends its own default callbacks to the list it is given: each phase gets a list of its own
     callbacks = sweep_callbacks(plan, studies, started_at)
     confirming = args.resume and (sweep_dir / CONFIRMATIONS).is_file()  # the search had ended
@@ -273,4 +317,9 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     if interrupts.interrupted:  # Tune stopped and saved the experiment; finished trials are kept
         print(f"interrupted; resume with: {interrupts.resume_command}", file=sys.stderr)
         return INTERRUPTED
-    return print_or_fail(lambda: write_best_trials(sweep_dir))
+
+    def predict_and_write() -> str:
+        predict_reported_tests(sweep_dir, studies, data, shared_tokens)
+        return write_best_trials(sweep_dir)
+
+    return print_or_fail(predict_and_write)

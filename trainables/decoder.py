@@ -19,7 +19,10 @@ only). predictions.npz and each result record it: `predict_dtype` (the evaluatio
 `body_compute_dtype` (the 4-bit layers'; on CPUs with AVX512-BF16 bitsandbytes evaluates them through a bf16 kernel
 all the same), and the export copies both into decision.json. Checkpoints follow trainables/encoder.py's contract
 but hold only the adapters (and the head), never the base weights: `adapter/`, `training_state.pt`, `predictions.npz`
-(test predictions only on epochs that match or beat the best validation score so far).
+(validation only). As for the encoders, trials never evaluate the test split: `predict_test_split` evaluates it, with
+`evaluate`, the function a trial evaluates validation with, for the checkpoints the analysis reports, once the sweep's
+search and confirmations end (trainables/predict_test.py). On CPU a test split costs more than the rest of a small
+trial: a smoke trial on SemEval E-c otherwise scored all 3,259 test tweets x 11 labels.
 """
 from __future__ import annotations
 
@@ -28,7 +31,9 @@ import math
 import resource
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -241,6 +246,106 @@ def save_adapter(model, directory: Path) -> None:
     model.save_pretrained(directory, save_embedding_layers=False)
 
 
+@dataclass
+class TextEncoding:
+    """How a trial turns texts into the model's inputs: `encode` (generation: a prompt around each text; head: the
+    text alone) and, in generation mode, each training row's answer, each label name's tokens as an answer starts
+    them (what likelihood scoring scores), and the cap on generated tokens (the longest training answer's)."""
+    encode: Callable[[list[str]], list[list[int]]]
+    answers: list[list[int]] = field(default_factory=list)
+    label_ids: list[list[int]] = field(default_factory=list)
+    max_new_tokens: int = 0
+
+
+def text_encoding(config: dict, tokenizer, data: EmotionData) -> TextEncoding:
+    if config["mode"] == "head":
+        return TextEncoding(
+            lambda texts: tokenizer(texts, truncation=True, max_length=int(config["max_length"]))["input_ids"])
+    prefix_ids, text_lead, suffix_ids, answer_lead = prompt_parts(tokenizer, config["template"], data.label_names)
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        ids = tokenizer([text_lead + text for text in texts], add_special_tokens=False, truncation=True,
+                        max_length=int(config["max_length"]))["input_ids"]
+        return [prefix_ids + row + suffix_ids for row in ids]
+
+    answers = [tokenizer(answer_lead + answer_text(row, data.label_names), add_special_tokens=False)["input_ids"]
+               + [tokenizer.eos_token_id] for row in data.train.labels]
+    label_ids = [tokenizer(answer_lead + name, add_special_tokens=False)["input_ids"] for name in data.label_names]
+    return TextEncoding(encode, answers, label_ids,
+                        min(int(config["max_new_tokens"]), max(len(answer) for answer in answers) + 1))
+
+
+def head_probs(model, input_ids: list[list[int]], num_labels: int, pad_id: int, batch_size: int,
+               device: torch.device, amp_dtype: torch.dtype | None) -> np.ndarray:
+    model.eval()
+    order = np.argsort([-len(row) for row in input_ids], kind="stable")
+    probs = np.zeros((len(input_ids), num_labels), dtype=np.float32)
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        for start in range(0, len(order), batch_size):
+            indices = order[start:start + batch_size]
+            logits = model(**collate([input_ids[i] for i in indices], pad_id, device)).logits.float()
+            probs[indices] = torch.sigmoid(logits).cpu().numpy()
+    return probs
+
+
+def generate(model, tokenizer, prompts: list[list[int]], label_names: list[str], max_new_tokens: int,
+             batch_size: int, device: torch.device, amp_dtype: torch.dtype | None) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy answers parsed to (multi-hot predictions, parsed-or-not per row)."""
+    model.eval()
+    order = np.argsort([-len(row) for row in prompts], kind="stable")
+    predicted = np.zeros((len(prompts), len(label_names)), dtype=np.float32)
+    parsed = np.zeros(len(prompts), dtype=bool)
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        for start in range(0, len(order), batch_size):
+            indices = order[start:start + batch_size]
+            inputs = collate([prompts[i] for i in indices], tokenizer.pad_token_id, device, left=True)
+            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+            texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            for i, text in zip(indices, texts):
+                predicted[i], parsed[i] = parse_answer(text, label_names)
+    return predicted, parsed
+
+
+def evaluate(model, tokenizer, prompts: list[list[int]], encoding: TextEncoding, config: dict, label_names: list[str],
+             device: torch.device, amp_dtype: torch.dtype | None, answers: bool = True) -> dict:
+    """Scores for the threshold search (`probs`), plus in generation mode, with `answers`, the greedy answers parsed
+    (`generated`, `parsed`). A trial evaluates validation with it; `predict_test_split` a checkpoint's test split."""
+    batch_size = int(config["eval_batch_size"])
+    if config["mode"] == "head":
+        return {"probs": head_probs(model, prompts, len(label_names), tokenizer.pad_token_id, batch_size, device,
+                                    amp_dtype)}
+    log_likelihood = label_log_likelihoods(model, prompts, encoding.label_ids, tokenizer.pad_token_id, batch_size,
+                                           int(config["label_chunk"]), device, amp_dtype)
+    scores = {"probs": np.exp(log_likelihood).astype(np.float32)}
+    if answers:
+        scores["generated"], scores["parsed"] = generate(model, tokenizer, prompts, label_names,
+                                                         encoding.max_new_tokens, batch_size, device, amp_dtype)
+    return scores
+
+
+def predict_test_split(config: dict, data: EmotionData, checkpoint: Path, device: torch.device
+                       ) -> dict[str, np.ndarray]:
+    """What a checkpoint's predictions.npz gains once the analysis reports it: `test_probs`, evaluated from its
+    adapters as its trial evaluated validation (the model loaded as a resumed trial loads it); where the split has
+    labels also `test_labels` and, in generation mode, `test_generated`. Where it has none (SemEval E-c withholds its
+    test labels) no answers are generated: they are read only to be scored against labels, and greedy generation
+    costs as much as the likelihood scores or more (SmolLM2-135M on CPU: 0.6x to 1.8x, by template)."""
+    config = {**DEFAULTS, **config}
+    amp_dtype = decoder_dtype(device)
+    tokenizer = load_tokenizer(config["model_source"], config.get("model_revision"))
+    encoding = text_encoding(config, tokenizer, data)
+    model = load_model(config, data.label_names, tokenizer.pad_token_id, device, amp_dtype)
+    set_peft_model_state_dict(model, load_file(checkpoint / "adapter" / "adapter_model.safetensors"))
+    labelled = data.test.labels is not None
+    test = evaluate(model, tokenizer, encoding.encode(data.test.texts), encoding, config, data.label_names, device,
+                    amp_dtype, answers=labelled)
+    if not labelled:
+        return {"test_probs": test["probs"]}
+    return {"test_probs": test["probs"], "test_labels": data.test.labels,
+            **({"test_generated": test["generated"]} if "generated" in test else {})}
+
+
 def train_decoder(config: dict, data: EmotionData) -> None:
     config = {**DEFAULTS, **config}
     cost = TrialCost()  # from the trial's start: loading and tokenizing cost too
@@ -251,33 +356,16 @@ def train_decoder(config: dict, data: EmotionData) -> None:
     amp_dtype = decoder_dtype(device)  # bf16 on Ampere and newer, else None (fp32)
     if not data.multi_label:
         raise ValueError(f"{data.name}: the decoder trainable handles multi-label data only")
-    label_names, num_labels = data.label_names, data.num_labels
-    eval_batch, label_chunk = int(config["eval_batch_size"]), int(config["label_chunk"])
+    label_names = data.label_names
     # evaluation runs under the training autocast, and the 4-bit layers compute in its dtype (load_model)
     precision = {"predict_dtype": dtype_name(amp_dtype), "body_compute_dtype": dtype_name(amp_dtype)}
 
     # Data: token ids once per trial. Generation: prompt ids per example, and the answer after it.
     tokenizer = load_tokenizer(config["model_source"], config.get("model_revision"))
-    pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
-
-    if mode == "generation":
-        prefix_ids, text_lead, suffix_ids, answer_lead = prompt_parts(tokenizer, config["template"], label_names)
-
-        def encode(texts: list[str]) -> list[list[int]]:
-            ids = tokenizer([text_lead + text for text in texts], add_special_tokens=False, truncation=True,
-                            max_length=int(config["max_length"]))["input_ids"]
-            return [prefix_ids + row + suffix_ids for row in ids]
-
-        answers = [tokenizer(answer_lead + answer_text(row, label_names), add_special_tokens=False)["input_ids"]
-                   + [eos_id] for row in data.train.labels]
-        label_ids = [tokenizer(answer_lead + name, add_special_tokens=False)["input_ids"] for name in label_names]
-        max_new_tokens = min(int(config["max_new_tokens"]), max(len(answer) for answer in answers) + 1)
-    else:
-        def encode(texts: list[str]) -> list[list[int]]:
-            return tokenizer(texts, truncation=True, max_length=int(config["max_length"]))["input_ids"]
-
-    train_ids, val_ids, test_ids = encode(data.train.texts), encode(data.validation.texts), encode(data.test.texts)
-    train_rows = ([prompt + answer for prompt, answer in zip(train_ids, answers)] if mode == "generation"
+    pad_id = tokenizer.pad_token_id
+    encoding = text_encoding(config, tokenizer, data)
+    train_ids, val_ids = encoding.encode(data.train.texts), encoding.encode(data.validation.texts)
+    train_rows = ([prompt + answer for prompt, answer in zip(train_ids, encoding.answers)] if mode == "generation"
                   else train_ids)
     train_lengths = np.array([len(row) for row in train_rows])
     train_labels = torch.tensor(data.train.labels, dtype=torch.float32)
@@ -316,44 +404,6 @@ def train_decoder(config: dict, data: EmotionData) -> None:
         start_epoch, best_val = state["epoch"] + 1, state["best_val"]
         cost.carried_wall_s = state["trial_wall_s"]
 
-    def head_probs(input_ids: list[list[int]]) -> np.ndarray:
-        model.eval()
-        order = np.argsort([-len(row) for row in input_ids], kind="stable")
-        probs = np.zeros((len(input_ids), num_labels), dtype=np.float32)
-        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            for start in range(0, len(order), eval_batch):
-                indices = order[start:start + eval_batch]
-                logits = model(**collate([input_ids[i] for i in indices], pad_id, device)).logits.float()
-                probs[indices] = torch.sigmoid(logits).cpu().numpy()
-        return probs
-
-    def generate(prompts: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Greedy answers parsed to (multi-hot predictions, parsed-or-not per row)."""
-        model.eval()
-        order = np.argsort([-len(row) for row in prompts], kind="stable")
-        predicted = np.zeros((len(prompts), num_labels), dtype=np.float32)
-        parsed = np.zeros(len(prompts), dtype=bool)
-        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            for start in range(0, len(order), eval_batch):
-                indices = order[start:start + eval_batch]
-                inputs = collate([prompts[i] for i in indices], pad_id, device, left=True)
-                output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                        pad_token_id=pad_id, eos_token_id=eos_id)
-                texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-                for i, text in zip(indices, texts):
-                    row, parsed[i] = parse_answer(text, label_names)
-                    predicted[i] = row
-        return predicted, parsed
-
-    def evaluate(prompts: list[list[int]]) -> dict:
-        """Scores for the threshold search, plus parsed generations in generation mode."""
-        if mode == "head":
-            return {"probs": head_probs(prompts)}
-        log_likelihood = label_log_likelihoods(model, prompts, label_ids, pad_id, eval_batch, label_chunk, device,
-                                               amp_dtype)
-        generated, parsed = generate(prompts)
-        return {"probs": np.exp(log_likelihood).astype(np.float32), "generated": generated, "parsed": parsed}
-
     for epoch in range(start_epoch, epochs):
         model.train()
         started, seen, train_loss = time.perf_counter(), 0, 0.0
@@ -380,7 +430,7 @@ def train_decoder(config: dict, data: EmotionData) -> None:
         train_seconds = time.perf_counter() - started
 
         y_val = data.validation.labels
-        val = evaluate(val_ids)
+        val = evaluate(model, tokenizer, val_ids, encoding, config, label_names, device, amp_dtype)
         scores, thresholds = validation_scores(val["probs"], y_val, True, config["metric"], config["thresholds"], seed)
         metrics = {"epoch": epoch + 1, "train_loss": train_loss / seen, "train_examples_per_s": seen / train_seconds,
                    "train_s_per_step": train_seconds / len(batches), "params_m": params_m,
@@ -395,15 +445,7 @@ def train_decoder(config: dict, data: EmotionData) -> None:
                                                                       zero_division=1)),
                            parse_failure_rate=float(1.0 - val["parsed"].mean()))
             arrays.update(val_generated=val["generated"], parse_failure_rate=np.float32(metrics["parse_failure_rate"]))
-        improved = metrics["val_score"] >= best_val
-        if improved:
-            best_val = metrics["val_score"]
-            test = evaluate(test_ids)
-            arrays["test_probs"] = test["probs"]
-            if mode == "generation":
-                arrays["test_generated"] = test["generated"]
-            if data.test.labels is not None:
-                arrays["test_labels"] = data.test.labels
+        best_val = max(best_val, metrics["val_score"])
         metrics["best_val_score"] = best_val
         metrics.update(cost.metrics())
 

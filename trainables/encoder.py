@@ -21,10 +21,12 @@ gives the same labels in both, and predictions.npz and each reported result reco
 `body_compute_dtype`, the dtype its 4-bit body was loaded, quantized and trained in, which the export loads it in).
 
 Every checkpoint holds the full training state (so a retried or resumed trial continues where it stopped)
-and that epoch's validation probabilities. Epochs that match or beat the best validation score so far also
-run the test split and store its probabilities: Ray keeps the best checkpoint by validation macro-F1 plus
-the latest, so the kept best checkpoint always carries the test predictions analysis reports from. Test
-data never influences anything the trial decides.
+and that epoch's validation probabilities; a QAT checkpoint also its fake quantization's scales and observers
+(`FAKE_QUANT_STATE`), as that epoch's predictions used them. Trials never predict the test split: only the
+checkpoints the analysis reports need it, so once the search and the confirmations end, the sweep has
+`predict_test_split` predict it for those alone (trainables/predict_test.py), with `predict`, the function a trial
+validates with, from the checkpoint a trial saved: the same probabilities the trial would have computed. Test data
+never influences anything a trial decides.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ import huggingface_hub.utils
 import numpy as np
 import torch
 from ray import tune
+from safetensors.torch import load_file, save_file
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig,
                           get_linear_schedule_with_warmup)
 from transformers.trainer_pt_utils import get_length_grouped_indices
@@ -94,6 +97,10 @@ VARIANT_ONLY = {"lr": ("baseline", "qat"), "lora_lr": ("qlora",), "lora_r": ("ql
                 "lora_dropout": ("qlora",)}
 # The attention input projections QLoRA adapts, as the BERT family, DistilBERT and newer encoders name them.
 ATTENTION_QKV = ("query", "key", "value", "q_lin", "k_lin", "v_lin", "q_proj", "k_proj", "v_proj")
+SPLITS = ("train", "validation", "test")
+# QAT: beside a checkpoint's float weights (model/), the fake quantization's scales and weight observers. The
+# observers move with every forward pass, evaluation included, so the probabilities an epoch saved depend on them.
+FAKE_QUANT_STATE = "fake_quant.safetensors"
 
 
 def param_applies(key: str, fixed: dict) -> bool:
@@ -117,14 +124,14 @@ def tokenization_key(config: dict) -> str:
                        config["preprocess"]])
 
 
-def tokenize_splits(data: EmotionData, config: dict) -> dict:
-    """Every split's token ids as one flat int32 array and each row's length (one compact object that Ray's object
-    store shares between trials without copying), and the tokenizer's padding id."""
+def tokenize_splits(data: EmotionData, config: dict, splits: tuple[str, ...] = SPLITS) -> dict:
+    """The splits' token ids (by default every split's), each as one flat int32 array and each row's length (one
+    compact object that Ray's object store shares between trials without copying), and the tokenizer's padding id."""
     config = {**DEFAULTS, **config}
     tokenizer = AutoTokenizer.from_pretrained(config["model_source"], revision=config.get("model_revision"))
     tokens = {"pad_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0}
-    for name, split in (("train", data.train), ("validation", data.validation), ("test", data.test)):
-        ids = tokenizer(preprocess(split.texts, config["preprocess"]), truncation=True,
+    for name in splits:
+        ids = tokenizer(preprocess(getattr(data, name).texts, config["preprocess"]), truncation=True,
                         max_length=int(config["max_length"]), return_attention_mask=False,
                         return_token_type_ids=False)["input_ids"]
         lengths = np.array([len(row) for row in ids], dtype=np.int64)
@@ -268,6 +275,8 @@ def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: P
                                         ignore_mismatched_sizes=True, **labels)
         if config["variant"] == "qat":  # before the move: the fake-quant observers' buffers must move with it
             fake_quantize_linears(model)
+            if saved and (saved / FAKE_QUANT_STATE).is_file():
+                model.load_state_dict(load_file(saved / FAKE_QUANT_STATE), strict=False)
         return model.to(device)
 
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
@@ -290,6 +299,59 @@ def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: P
         target_modules=targets, modules_to_save=head_modules(model), task_type="SEQ_CLS"))
 
 
+def save_model(model: torch.nn.Module, directory: Path, variant: str) -> None:
+    """A checkpoint's model, as load_encoder loads it back. qlora: adapters + head only (the embeddings never train,
+    so peft need not ask the hub whether the vocabulary grew); qat: the float weights, and beside them the fake
+    quantization's state (FAKE_QUANT_STATE)."""
+    if variant == "qlora":
+        model.save_pretrained(directory, save_embedding_layers=False)
+    elif variant == "qat":
+        state = model.state_dict()
+        model.save_pretrained(directory, state_dict={key: value for key, value in state.items()
+                                                     if "fake_quant" not in key})
+        save_file({key: value.contiguous() for key, value in state.items() if "fake_quant" in key},
+                  directory / FAKE_QUANT_STATE)
+    else:
+        model.save_pretrained(directory)
+
+
+def predict(model: torch.nn.Module, input_ids: list[np.ndarray], lengths: np.ndarray, *, num_labels: int,
+            multi_label: bool, pad_id: int, device: torch.device, batch_size: int, four_bit: bool,
+            labels: torch.Tensor | None = None, loss_fn: torch.nn.Module | None = None) -> tuple[np.ndarray, float]:
+    """Probabilities in input order (batches sorted by length for speed) and, given `labels`, the mean `loss_fn`
+    loss; in fp32 without autocast whatever the training precision (a QLoRA body's 4-bit layers too: `four_bit`), so
+    thresholds and scores come from what analysis.predict computes. A trial validates with it;
+    `predict_test_split` predicts a checkpoint's test split with it."""
+    model.eval()
+    order = np.argsort(-lengths, kind="stable")
+    probs = np.zeros((len(input_ids), num_labels), dtype=np.float32)
+    total_loss = 0.0
+    with torch.no_grad(), four_bit_in_fp32(model) if four_bit else nullcontext():
+        for start in range(0, len(order), batch_size):
+            indices = order[start:start + batch_size]
+            logits = model(**collate(input_ids, indices, pad_id, device)).logits.float()
+            if labels is not None:
+                total_loss += loss_fn(logits, labels[indices].to(device)).item() * len(indices)
+            scores = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+            probs[indices] = scores.cpu().numpy()
+    return probs, total_loss / len(input_ids)
+
+
+def predict_test_split(config: dict, data: EmotionData, checkpoint: Path, device: torch.device,
+                       shared_tokens: dict | None = None) -> dict[str, np.ndarray]:
+    """What a checkpoint's predictions.npz gains once the analysis reports it: `test_probs` (and `test_labels` where
+    the split has labels), predicted from its saved model as its trial predicted validation. `shared_tokens`: the
+    sweep's tokenization (tokenize_splits), when the caller has it."""
+    config = {**DEFAULTS, **config}
+    tokens = (shared_tokens or {}).get(tokenization_key(config)) or tokenize_splits(data, config, ("test",))
+    test_ids, test_lengths = token_rows(tokens["test"])
+    model = load_encoder(config, data, device, checkpoint / "model")
+    probs, _ = predict(model, test_ids, test_lengths, num_labels=data.num_labels, multi_label=data.multi_label,
+                       pad_id=tokens["pad_id"], device=device, batch_size=int(config["eval_batch_size"]),
+                       four_bit=config["variant"] == "qlora")
+    return {"test_probs": probs, **({"test_labels": data.test.labels} if data.test.labels is not None else {})}
+
+
 def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = None) -> None:
     config = {**DEFAULTS, **config}
     cost = TrialCost()  # from the trial's start: loading and tokenizing cost too
@@ -304,10 +366,10 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
     # a trial spends outside its training loop (reported with every epoch, so a sweep's overhead per trial can be
     # read off its results).
     phases = {"tokenize_s": -time.perf_counter()}
-    tokens = (shared_tokens or {}).get(tokenization_key(config)) or tokenize_splits(data, config)
+    tokens = ((shared_tokens or {}).get(tokenization_key(config))
+              or tokenize_splits(data, config, ("train", "validation")))
     pad_id = tokens["pad_id"]
-    (train_ids, train_lengths), (val_ids, val_lengths), (test_ids, test_lengths) = (
-        token_rows(tokens[split]) for split in ("train", "validation", "test"))
+    (train_ids, train_lengths), (val_ids, val_lengths) = (token_rows(tokens[name]) for name in ("train", "validation"))
     label_dtype = torch.float32 if multi_label else torch.long
     train_labels = torch.tensor(data.train.labels, dtype=label_dtype)
     val_labels = torch.tensor(data.validation.labels, dtype=label_dtype)
@@ -377,24 +439,6 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
         start_epoch, best_val = state["epoch"] + 1, state["best_val"]
         cost.carried_wall_s = state["trial_wall_s"]
 
-    def predict(input_ids: list[list[int]], lengths: np.ndarray, labels: torch.Tensor | None
-                ) -> tuple[np.ndarray, float]:
-        """Probabilities in input order (batches sorted by length for speed) and the mean loss, in fp32 without
-        autocast whatever the training precision: thresholds and scores come from what analysis.predict computes."""
-        model.eval()
-        order = np.argsort(-lengths, kind="stable")
-        probs = np.zeros((len(input_ids), data.num_labels), dtype=np.float32)
-        total_loss = 0.0
-        with torch.no_grad(), four_bit_in_fp32(model) if qlora else nullcontext():
-            for start in range(0, len(order), int(config["eval_batch_size"])):
-                indices = order[start:start + int(config["eval_batch_size"])]
-                logits = model(**collate(input_ids, indices, pad_id, device)).logits.float()
-                if labels is not None:
-                    total_loss += loss_fn(logits, labels[indices].to(device)).item() * len(indices)
-                scores = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
-                probs[indices] = scores.cpu().numpy()
-        return probs, total_loss / len(input_ids)
-
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     for epoch in range(start_epoch, epochs):
         model.train()
@@ -416,7 +460,9 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
         train_seconds = time.perf_counter() - started
 
         phases["val_s"] = -time.perf_counter()
-        val_probs, val_loss = predict(val_ids, val_lengths, val_labels)
+        val_probs, val_loss = predict(model, val_ids, val_lengths, num_labels=data.num_labels, multi_label=multi_label,
+                                      pad_id=pad_id, device=device, batch_size=int(config["eval_batch_size"]),
+                                      four_bit=qlora, labels=val_labels, loss_fn=loss_fn)
         phases["val_s"] += time.perf_counter()
         y_val = data.validation.labels
         metrics = {"epoch": epoch + 1, "train_loss": train_loss / seen, "val_loss": val_loss,
@@ -428,26 +474,13 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
                                                seed)
         metrics.update(scores)
         arrays = {"val_probs": val_probs, "val_labels": y_val, **thresholds}
-        improved = metrics["val_score"] >= best_val
-        if improved:
-            best_val = metrics["val_score"]
-            phases["test_s"] = -time.perf_counter()
-            test_probs, _ = predict(test_ids, test_lengths, None)
-            phases["test_s"] += time.perf_counter()
-            arrays["test_probs"] = test_probs
-            if data.test.labels is not None:
-                arrays["test_labels"] = data.test.labels
+        best_val = max(best_val, metrics["val_score"])
         metrics["best_val_score"] = best_val
         metrics.update(cost.metrics())
         phases["save_s"] = -time.perf_counter()
 
         with tempfile.TemporaryDirectory() as directory:
-            # qlora: adapters + head only (the embeddings never train, so peft need not ask the hub whether the
-            # vocabulary grew); qat: the float weights without the fake-quantization state
-            extra = ({"save_embedding_layers": False} if qlora else {"state_dict": {
-                key: value for key, value in model.state_dict().items() if "fake_quant" not in key}}
-                if config["variant"] == "qat" else {})
-            model.save_pretrained(Path(directory) / "model", **extra)
+            save_model(model, Path(directory) / "model", config["variant"])
             if epoch + 1 < epochs:  # what resuming needs; after the last epoch nothing resumes (2/3 of the size)
                 torch.save({"optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val": best_val,
@@ -457,6 +490,5 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
                                 val_score=metrics["val_score"], val_macro_f1=metrics["val_macro_f1"],
                                 label_names=np.array(data.label_names), **precision, **arrays)
             phases["save_s"] += time.perf_counter()  # the files; Tune's copy of them into storage comes after
-            metrics.update({"train_s": train_seconds, "test_s": 0.0, **phases})
-            phases.pop("test_s", None)
+            metrics.update({"train_s": train_seconds, **phases})
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))

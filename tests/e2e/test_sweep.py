@@ -1,15 +1,20 @@
 """The GoEmotions sweep end to end: a real local Ray cluster, OptunaSearch (TPE / grid), ASHA, checkpoints,
-W&B offline runs, TensorBoard files and the best-per-model analysis, on a tiny BERT."""
+W&B offline runs, TensorBoard files and the best-per-model analysis, on a tiny BERT; the test split predicted for
+the reported checkpoints only."""
 import json
 import re
+import shutil
 from itertools import product
 from pathlib import Path
 
 import numpy as np
 import pytest
 from optuna.trial import TrialState
+from sklearn.metrics import f1_score, jaccard_score
 
-from tests.helpers.sweeps import NOISE, load_studies, run_sweep
+from analysis import best_trials, export
+from analysis.decision import average
+from tests.helpers.sweeps import NOISE, checkpoints_with_test_predictions, load_studies, reported_checkpoints, run_sweep
 
 
 def trial_dirs(sweep_dir: Path, model: str) -> list[Path]:
@@ -17,15 +22,21 @@ def trial_dirs(sweep_dir: Path, model: str) -> list[Path]:
     return sorted(p.parent for p in sweep_dir.glob(f"{model}_*/params.json"))
 
 
-def test_tpe_sweep_with_asha_wandb_and_analysis(tmp_path, goemotions_dir, tiny_bert):
+@pytest.fixture(scope="module")
+def tpe(tmp_path_factory, goemotions_dir, tiny_bert):
+    storage = tmp_path_factory.mktemp("tpe")
     result = run_sweep("goemotions_raw.py", "--data-dir", str(goemotions_dir), "--models", str(tiny_bert),
                        "--budget", "smoke", "--num-samples", "3", "--epochs", "2", "--train-rows", "96",
-                       "--val-rows", "48", "--test-rows", "48", "--storage", str(tmp_path), "--name", "tpe",
+                       "--val-rows", "48", "--test-rows", "48", "--storage", str(storage), "--name", "tpe",
                        "--wandb", "offline", "--no-dashboard", "--seed", "1")
     assert result.returncode == 0, result.stderr[-3000:]
+    return result, storage / "tpe"
+
+
+def test_tpe_sweep_with_asha_wandb_and_analysis(tpe, tiny_bert):
+    result, sweep_dir = tpe
     for noise in NOISE:  # per-trial chatter that would bury a real warning (tests/unit/trainables/test_encoder_logs.py: those still show)
         assert noise not in result.stdout + result.stderr, noise
-    sweep_dir = tmp_path / "tpe"
     model = tiny_bert.name
     lines = result.stdout.splitlines()
     # The console: the plan, a line per trial event, the table; none of Tune's status tables or trial-count line.
@@ -85,6 +96,78 @@ def test_tpe_sweep_with_asha_wandb_and_analysis(tmp_path, goemotions_dir, tiny_b
     runs = sorted((sweep_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 3, f"expected one W&B run per trial, found {runs}"
     assert all(list(run.glob("*.wandb")) for run in runs)
+
+
+def scores_at(arrays: dict) -> dict:
+    """The test scores the tables report, by scikit-learn from 0/1 decisions at the saved validation thresholds."""
+    scores = {}
+    for suffix, thresholds in (("", arrays["per_class_thresholds"]), ("_global", arrays["global_threshold"])):
+        predicted = (arrays["test_probs"] >= thresholds).astype(int)
+        scores.update({
+            f"test_macro_f1{suffix}": f1_score(arrays["test_labels"], predicted, average="macro", zero_division=0),
+            f"test_micro_f1{suffix}": f1_score(arrays["test_labels"], predicted, average="micro", zero_division=0),
+            f"test_jaccard{suffix}": jaccard_score(arrays["test_labels"], predicted, average="samples",
+                                                   zero_division=1)})
+    return scores
+
+
+def test_the_test_split_is_predicted_for_the_reported_checkpoints_only(tpe):
+    """Trials predict validation only. Once the search ends, the sweep predicts the test split for what its tables
+    report, the best trial and the trial ensemble's members, and for nothing else: every other checkpoint (the other
+    trials', an earlier epoch's) holds no test predictions. Every reported test score comes back, exactly, from the
+    saved test predictions; the trial ensemble's are its members' averaged with its weights."""
+    _, sweep_dir = tpe
+    reported = reported_checkpoints(sweep_dir)
+    with_test, checkpoints = checkpoints_with_test_predictions(sweep_dir)
+    assert with_test == reported and checkpoints > len(reported)
+
+    [best] = json.loads((sweep_dir / "best_trials.json").read_text())
+    with np.load(Path(best["trial_dir"]) / best["checkpoint"] / "predictions.npz") as npz:
+        arrays = dict(npz)
+    assert arrays["test_probs"].shape == arrays["test_labels"].shape == (48, 28)
+    reported_scores = {key: value for key, value in best.items() if key.startswith("test_")}
+    assert reported_scores and reported_scores == {key: scores_at(arrays)[key] for key in reported_scores}
+
+    [joint] = json.loads((sweep_dir / "ensembles.json").read_text())
+    members = []
+    for trial_dir, checkpoint in zip(joint["members"], joint["checkpoints"]):
+        with np.load(Path(trial_dir) / checkpoint / "predictions.npz") as npz:
+            members.append(npz["test_probs"])
+    with np.load(joint["predictions"]) as npz:
+        arrays = dict(npz)
+    assert np.array_equal(arrays["test_probs"], average(members, joint["weights"]))
+    reported_scores = {key: value for key, value in joint.items() if key.startswith("test_")}
+    assert reported_scores and reported_scores == {key: scores_at(arrays)[key] for key in reported_scores}
+
+
+def test_the_analysis_alone_predicts_what_a_stopped_sweep_left_unpredicted(tpe, tmp_path, capsys):
+    """A sweep stopped after its trials, before it predicted the test split, leaves its reported checkpoints without
+    test predictions: the reports refuse it in one line naming the command that adds them, and that command
+    (`python -m analysis.best_trials`) predicts them in its own process, to the bits the sweep's driver did, and
+    writes the same tables; run again, it predicts nothing."""
+    _, sweep_dir = tpe
+    stopped = shutil.copytree(sweep_dir, tmp_path / "tpe")
+    predicted = {}
+    for trial_dir, checkpoint in reported_checkpoints(sweep_dir):
+        path = stopped / Path(trial_dir).name / checkpoint / "predictions.npz"
+        with np.load(path) as npz:
+            predicted[path] = dict(npz)
+        np.savez_compressed(path, **{key: value for key, value in predicted[path].items()
+                                     if not key.startswith("test_")})
+    assert checkpoints_with_test_predictions(stopped)[0] == set()
+
+    assert export.main([str(stopped)]) == 2
+    assert "no test predictions yet" in capsys.readouterr().err
+    assert best_trials.main([str(stopped)]) == 0
+    for path, arrays in predicted.items():
+        with np.load(path) as npz:
+            assert set(npz.files) == set(arrays) and all(np.array_equal(npz[key], arrays[key]) for key in arrays)
+    original, again = (json.loads((sweep / "best_trials.json").read_text())[0] for sweep in (sweep_dir, stopped))
+    assert {key: value for key, value in again.items() if key.startswith("test_")} == \
+        {key: value for key, value in original.items() if key.startswith("test_")}
+    modified = {path: path.stat().st_mtime_ns for path in predicted}
+    assert best_trials.main([str(stopped)]) == 0
+    assert {path: path.stat().st_mtime_ns for path in predicted} == modified
 
 
 def test_grid_search_runs_every_point_once(tmp_path, goemotions_dir, tiny_bert):

@@ -2,8 +2,9 @@
 
 `run_sweep` runs a sweep file to its end on a fresh local Ray cluster; `start_sweep` / `finish` run one in its own
 process group under a private Ray temp dir, for tests that kill its trial workers or its driver midway (the
-`kill_*` helpers) or send it Ctrl-C. The readers (`trial_dirs`, `results`, `load_studies`) read a sweep's
-experiment dir: its trial folders, each trial's reported epochs, its Optuna journal."""
+`kill_*` helpers) or send it Ctrl-C. The readers (`trial_dirs`, `results`, `load_studies`, `reported_checkpoints`,
+`checkpoints_with_test_predictions`) read a sweep's experiment dir: its trial folders, each trial's reported epochs,
+its Optuna journal, what its tables report and which checkpoints hold test predictions."""
 from __future__ import annotations
 
 import json
@@ -73,6 +74,31 @@ def results(trial_dir: Path) -> list[dict]:
 
 def trial_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(params.parent for params in sweep_dir.glob("*/params.json"))
+
+
+def reported_checkpoints(sweep_dir: Path) -> set[tuple[str, str]]:
+    """(trial dir, checkpoint) of each checkpoint a sweep without confirmation seeds reports, as its tables name them:
+    each model's best trial (best_trials.json) and the trial ensemble's members (ensembles.json)."""
+    best = json.loads((sweep_dir / "best_trials.json").read_text())
+    reported = {(row["trial_dir"], row["checkpoint"]) for row in best}
+    for row in json.loads((sweep_dir / "ensembles.json").read_text()):
+        assert row["kind"] == "trials", row["kind"]
+        reported |= set(zip(row["members"], row["checkpoints"]))
+    return reported
+
+
+def checkpoints_with_test_predictions(sweep_dir: Path) -> tuple[set[tuple[str, str]], int]:
+    """(trial dir, checkpoint) of each of the sweep's checkpoints whose predictions.npz holds test predictions, and
+    how many checkpoints there are."""
+    import numpy as np
+
+    saved = sorted(sweep_dir.glob("*/checkpoint_*/predictions.npz"))
+    with_test = set()
+    for path in saved:
+        with np.load(path) as npz:
+            if {"test_probs", "test_labels", "test_generated"} & set(npz.files):
+                with_test.add((str(path.parent.parent), path.parent.name))
+    return with_test, len(saved)
 
 
 def wait_until(condition, proc: subprocess.Popen, timeout: float = 300):

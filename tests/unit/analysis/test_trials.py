@@ -8,6 +8,7 @@ import pytest
 
 from analysis.best_trials import ExperimentError, main, write_best_trials
 from analysis.seeds import compare
+from analysis.trials import read_trials, reported_runs
 from trainables.metrics import exact_thresholds, score, thresholds_for
 
 
@@ -50,6 +51,26 @@ def test_best_trial_is_chosen_by_validation_not_test(tmp_path):
     assert (rows["minilm"]["trials"], rows["minilm"]["cpu_s"]) == (2, 42.0)
     assert (rows["albert"]["trials"], rows["albert"]["cpu_s"]) == (1, 5.0)
     assert "Sweep cost: 3 trials, 47 CPU-s (0.01 CPU-h), 0 GPU-s (0.00 GPU-h)" in table
+
+
+def test_the_best_checkpoint_is_chosen_on_validation_with_or_without_test_predictions(tmp_path, capsys):
+    """Trials predict validation only; the sweep predicts test for the checkpoints it reports afterwards. Until then
+    (a sweep stopped in between) the best checkpoint by validation is still the one chosen, not a worse one that
+    happens to hold test predictions, and the reports refuse it in one line naming the command that adds them."""
+    experiment = tmp_path / "exp"
+    trial = plant_trial(experiment, "minilm", "a", val_quality=0.2, test_quality=0.9, seed=0)
+    with np.load(trial / "checkpoint_000000" / "predictions.npz") as npz:
+        better = {key: value for key, value in npz.items() if not key.startswith("test_")}
+    (trial / "checkpoint_000001").mkdir()
+    np.savez(trial / "checkpoint_000001" / "predictions.npz",
+             **{**better, "epoch": 2, "val_macro_f1": 0.9, "val_probs": better["val_labels"] * 0.8 + 0.1})
+    [run] = reported_runs(read_trials(experiment))
+    assert run.row["checkpoint"] == "checkpoint_000001" and "test_macro_f1" not in run.row
+    with pytest.raises(ExperimentError, match="checkpoint_000001: no test predictions yet .*`python -m "
+                                              "analysis.best_trials .*exp` adds them"):
+        write_best_trials(experiment)
+    assert main([str(experiment)]) == 2  # no sweep.json: nothing to predict the test split from
+    assert "sweep.json: not found" in capsys.readouterr().err
 
 
 def test_errored_trials_are_listed_apart(tmp_path):

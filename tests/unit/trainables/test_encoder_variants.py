@@ -1,16 +1,19 @@
-"""The encoder's training variants as units: QAT's fake-quantization buffers move with the model; a QLoRA
-encoder on CPU is placed on CPU explicitly, and one whose body a GPU trial loads in bf16 predicts in fp32 exactly as
-its export does; a non-finite training loss stops the trial."""
+"""The encoder's training variants as units: QAT's fake-quantization buffers move with the model, and a QAT
+checkpoint predicts the test split as its trial would have; a QLoRA encoder on CPU is placed on CPU explicitly, and one
+whose body a GPU trial loads in bf16 predicts in fp32 exactly as its export does; a non-finite training loss stops the
+trial."""
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
 from tests.helpers.data import write_emotion6
 from trainables import encoder
 from trainables.data import load_dataset
-from trainables.encoder import four_bit_in_fp32, load_encoder, loss_value
+from trainables.encoder import (FAKE_QUANT_STATE, four_bit_in_fp32, load_encoder, loss_value, predict,
+                                predict_test_split, save_model, tokenize_splits, token_rows)
 
 
 def test_every_qat_buffer_moves_with_the_model(tiny_bert):
@@ -20,6 +23,35 @@ def test_every_qat_buffer_moves_with_the_model(tiny_bert):
     model = load_encoder({"model_source": str(tiny_bert), "variant": "qat"}, data, torch.device("meta"))
     assert any("fake_quant" in name for name, _ in model.named_buffers())
     assert {tensor.device.type for tensor in (*model.parameters(), *model.buffers())} == {"meta"}
+
+
+def test_a_qat_checkpoint_predicts_the_test_split_as_its_trial_would_have(tiny_bert, tmp_path):
+    """Fake quantization's weight observers move with every forward pass, evaluation included, so the probabilities a
+    QAT trial computes depend on them. The checkpoint keeps them beside the float weights: predicting the test split
+    from it later gives, bit for bit, what the trial would have predicted right after validating; from the weights
+    alone (fresh observers) it would not."""
+    data = load_dataset("emotion6", write_emotion6(tmp_path / "e6", sizes=(24, 12, 12)))
+    config = {"model_source": str(tiny_bert), "variant": "qat", "eval_batch_size": 4}
+    tokens = tokenize_splits(data, config)
+    model = load_encoder(config, data, torch.device("cpu"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    batch = {"input_ids": torch.randint(5, 20, (6, 10)), "attention_mask": torch.ones(6, 10, dtype=torch.long)}
+    for _ in range(3):  # the observers trail the weights as they train
+        model(**batch).logits.pow(2).mean().backward()
+        optimizer.step()
+
+    def predict_split(model, name):
+        return predict(model, *token_rows(tokens[name]), num_labels=data.num_labels, multi_label=False,
+                       pad_id=tokens["pad_id"], device=torch.device("cpu"), batch_size=4, four_bit=False)[0]
+
+    predict_split(model, "validation")
+    save_model(model, tmp_path / "checkpoint" / "model", "qat")  # as the trial saves it after validating
+    by_the_trial = predict_split(model, "test")
+    later = predict_test_split(config, data, tmp_path / "checkpoint", torch.device("cpu"), {})["test_probs"]
+    assert later.tobytes() == by_the_trial.tobytes()
+    (tmp_path / "checkpoint" / "model" / FAKE_QUANT_STATE).unlink()
+    fresh_observers = predict_test_split(config, data, tmp_path / "checkpoint", torch.device("cpu"), {})["test_probs"]
+    assert not np.array_equal(fresh_observers, by_the_trial)
 
 
 def test_qlora_on_cpu_is_placed_on_cpu_explicitly(tiny_bert):
