@@ -78,14 +78,14 @@ def write_best_trials(path: Path) -> str:
 def predict_reported_tests_here(path: Path) -> None:
     """The test split predicted, in this process, for each reported checkpoint (analysis.trials.reported_runs) that
     has no test predictions yet, on the sweep's rows (re-read from its data source as sweep.json subsampled them) and
-    on the device its trial's planned resources give (trainables/predict_test.py): a CPU trial's on this machine's
-    CPUs with the trial's thread count, a GPU trial's on a GPU, which this machine then needs. A sweep's own driver
-    does this through Ray instead (sweeps/run.py), where GPU trials' predictions go back to the cluster's GPUs."""
+    on the device its trial's planned resources give (trainables/checkpoint_predictions.py): a CPU trial's on this
+    machine's CPUs with the trial's thread count, a GPU trial's on a GPU, which this machine then needs. A sweep's own
+    driver does this through Ray instead (sweeps/run.py), where GPU trials' predictions go to the cluster's GPUs."""
     pending = [run for run in reported_runs(read_trials(path)) if "test_probs" not in run.arrays]
     if not pending:
         return
+    from trainables.checkpoint_predictions import add_test_predictions
     from trainables.device import NoCudaError  # heavy imports (torch) only when there is something to predict
-    from trainables.predict_test import add_test_predictions
 
     sweep_file = path / "sweep.json"
     if not sweep_file.is_file():

@@ -10,7 +10,7 @@ here; ExperimentError is the one-line error of all of them (print_or_fail).
 Everything is chosen on validation alone. Trials predict validation only; the test split is predicted afterwards for
 the checkpoints the analysis reports (`reported_runs`: each model's best trial and its confirmation seeds, and the
 trial ensemble's members), by the sweep when its search and confirmations end or by `python -m analysis.best_trials`
-(trainables/predict_test.py). Test metrics are computed where a checkpoint holds test predictions; a reported
+(trainables/checkpoint_predictions.py). Test metrics are computed where a checkpoint holds test predictions; a reported
 checkpoint that has none yet is an ExperimentError naming the command that adds them (`require_test_predictions`).
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where each trial's wall time went, from a finished experiment's results: tokenizing, loading the model,
 training, validation inference, writing checkpoints, and the rest (Ray starting the trial, Tune copying
 checkpoints into storage and handling reports). Prints a table. Trials predict no test split (the sweep predicts it
-afterwards for the checkpoints it reports, trainables/predict_test.py), so it is no phase of theirs.
+afterwards for the checkpoints it reports, trainables/checkpoint_predictions.py), so it is no phase of theirs.
 
     python -m bench.trial_overhead results/<name>
 

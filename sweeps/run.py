@@ -130,7 +130,7 @@ def predict_reported_tests(sweep_dir: Path, studies: list[Study], data: EmotionD
     """The test split, predicted once the search and the confirmations are over, for the checkpoints the analysis
     reports (analysis.trials.reported_runs, chosen on validation alone) that have no test predictions yet; trials
     predict validation only. Each is predicted by its trial's own code under its trial's resources
-    (trainables/predict_test.py), so the probabilities are those the trial would have computed. A CPU study's
+    (trainables/checkpoint_predictions.py), so the probabilities are those the trial would have computed. A CPU study's
     checkpoints are predicted here in the driver, one after another at the trial's thread count: it holds the sweep's
     rows and tokenization and has torch imported already, and no worker process has to start (bit for bit the
     trial's where the driver's CPU is of the trials' kind, as on one machine; on a CPU cluster the head's CPUs stand
@@ -145,7 +145,7 @@ def predict_reported_tests(sweep_dir: Path, studies: list[Study], data: EmotionD
         return
     import ray
 
-    from trainables.predict_test import add_test_predictions
+    from trainables.checkpoint_predictions import add_test_predictions
 
     print(f"Predicting the test split for the {len(pending)} checkpoint(s) the analysis reports (each model's best "
           f"trial, its confirmation seeds, the trial ensemble's members)", flush=True)

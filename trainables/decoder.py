@@ -21,8 +21,8 @@ all the same), and the export copies both into decision.json. Checkpoints follow
 but hold only the adapters (and the head), never the base weights: `adapter/`, `training_state.pt`, `predictions.npz`
 (validation only). As for the encoders, trials never evaluate the test split: `predict_test_split` evaluates it, with
 `evaluate`, the function a trial evaluates validation with, for the checkpoints the analysis reports, once the sweep's
-search and confirmations end (trainables/predict_test.py). On CPU a test split costs more than the rest of a small
-trial: a smoke trial on SemEval E-c otherwise scored all 3,259 test tweets x 11 labels.
+search and confirmations end (trainables/checkpoint_predictions.py). On CPU a test split costs more than the rest
+of a small trial: a smoke trial on SemEval E-c otherwise scored all 3,259 test tweets x 11 labels.
 """
 from __future__ import annotations
 

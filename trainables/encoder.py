@@ -24,9 +24,9 @@ Every checkpoint holds the full training state (so a retried or resumed trial co
 and that epoch's validation probabilities; a QAT checkpoint also its fake quantization's scales and observers
 (`FAKE_QUANT_STATE`), as that epoch's predictions used them. Trials never predict the test split: only the
 checkpoints the analysis reports need it, so once the search and the confirmations end, the sweep has
-`predict_test_split` predict it for those alone (trainables/predict_test.py), with `predict`, the function a trial
-validates with, from the checkpoint a trial saved: the same probabilities the trial would have computed. Test data
-never influences anything a trial decides.
+`predict_test_split` predict it for those alone (trainables/checkpoint_predictions.py), with `predict`, the function
+a trial validates with, from the checkpoint a trial saved: the same probabilities the trial would have computed. Test
+data never influences anything a trial decides.
 """
 from __future__ import annotations
 
