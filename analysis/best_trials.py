@@ -56,7 +56,7 @@ def write_best_trials(path: Path) -> str:
         table += "\n" + "\n".join(lines) + "\n"
     table += "".join("\n" + per_class_markdown(model, entries) for model, entries in per_class.items())
     try:
-        written = write_prediction_files(path, prediction_rows(rows, ensembles))
+        written = write_prediction_files(path, prediction_rows(rows, ensembles, joint))
     except DataError as error:
         table += f"\nPrediction files not written: {error}\n"
     else:

@@ -1,11 +1,13 @@
-"""SemEval-2018 E-c leaderboard files: one per model's best trial, in the layout of the task's test file.
+"""SemEval-2018 E-c leaderboard files: one per model's best trial and one of the trial ensemble
+(`trial_ensemble.txt`), in the layout of the task's test file.
 
     python -m analysis.predictions results/<experiment>
 
 The task scored a file shaped like 2018-E-c-En-test.txt with the NONE cells filled: header
 `ID  Tweet  anger … trust`, tab-separated, one row per test tweet in input order, 0/1 per emotion. The 0/1
 come from the best trial's saved test probabilities at the per-class thresholds it chose on the dev split
-(analysis.decision), or from its seed ensemble's when it has one.
+(analysis.decision), or from its seed ensemble's when it has one; the trial ensemble's from its weighted average
+at the thresholds it chose on the dev split. Which to submit is the one the table shows best on validation.
 The tweets themselves are not in the experiment dir, so the test split is read again from the sweep's data
 source and subsampled exactly as the sweep did (sweep.json holds the dataset, options, budget and seed).
 """
@@ -18,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from analysis.decision import Decision
-from analysis.trials import ExperimentError, best_per_model, best_runs, read_json, read_trials, seed_ensembles
+from analysis.trials import (ExperimentError, best_per_model, best_runs, read_json, read_trials, seed_ensembles,
+                             trial_ensemble_row, trial_runs)
 from trainables import atomic
 from trainables.data import SEMEVAL_EC_COLUMNS, DataError, Split, load_sweep_data
 
@@ -37,11 +40,14 @@ def write_ec_file(path: Path, test: Split, predictions: np.ndarray) -> Path:
     return path
 
 
-def prediction_rows(rows: list[dict], ensembles: list[dict]) -> list[dict]:
-    """Each model's best-trial row, or its seed ensemble's predictions when it has one (analysis.trials)."""
+def prediction_rows(rows: list[dict], ensembles: list[dict], joint: dict | None = None) -> list[dict]:
+    """Each model's best-trial row, or its seed ensemble's predictions when it has one, and the trial ensemble's
+    (`joint`, as `trial_ensemble`) where the sweep has one (analysis.trials): the submission is whichever scores
+    best on validation, which the table shows."""
     from_ensembles = {row["of_model"]: {"model": row["of_model"], "predictions": row["predictions"]}
                       for row in ensembles}
-    return [from_ensembles.get(row["model"], row) for row in rows]
+    trial_ensemble = [{"model": "trial_ensemble", "predictions": joint["predictions"]}] if joint else []
+    return [from_ensembles.get(row["model"], row) for row in rows] + trial_ensemble
 
 
 def write_prediction_files(sweep_dir: Path, rows: list[dict]) -> list[Path]:
@@ -73,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = best_runs(trials)
         rows, _ = best_per_model(trials, runs)
         ensembles = seed_ensembles(args.experiment_dir, trials, runs)
-        written = write_prediction_files(args.experiment_dir, prediction_rows(rows, ensembles))
+        joint = trial_ensemble_row(args.experiment_dir, trial_runs(trials)[0])
+        written = write_prediction_files(args.experiment_dir, prediction_rows(rows, ensembles, joint))
     except (ExperimentError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

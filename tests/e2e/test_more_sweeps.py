@@ -65,7 +65,7 @@ def test_goemotions_simplified_reports_and_trains_on_the_rows_its_rule_kept(tmp_
 def test_semeval_ec_writes_a_leaderboard_file_that_round_trips(tmp_path, data_dirs, tiny_model):
     # --test-rows limits labelled test splits only: the unlabelled E-c test file is predicted whole, in order
     result = smoke("semeval_ec.py", data_dirs["semeval_ec"], tiny_model, tmp_path, "--preprocess", "tweet",
-                   "--test-rows", "8")
+                   "--test-rows", "8", "--num-samples", "2")  # two trials: a trial ensemble
     sweep_dir = tmp_path / "smoke"
     row, arrays = best_arrays(sweep_dir)
     assert row["config"]["preprocess"] == "tweet" and "test_labels" not in arrays
@@ -78,13 +78,22 @@ def test_semeval_ec_writes_a_leaderboard_file_that_round_trips(tmp_path, data_di
     assert back.ids == test.ids and back.texts == test.texts  # same tweets, same order, raw text
     assert np.array_equal(back.labels, (arrays["test_probs"] >= arrays["per_class_thresholds"]).astype(np.float32))
 
-    # The analysis entry point rewrites the same file from the experiment dir alone.
-    first = path.read_bytes()
+    # the trial ensemble's file: its weighted average at its own thresholds, for the same tweets
+    [joint] = [row for row in json.loads((sweep_dir / "ensembles.json").read_text()) if row["kind"] == "trials"]
+    with np.load(joint["predictions"]) as npz:
+        decided = (npz["test_probs"] >= npz["per_class_thresholds"]).astype(np.float32)
+    joint_path = sweep_dir / "predictions" / "trial_ensemble.txt"
+    from_joint = read_semeval_ec(joint_path, labelled=True)
+    assert from_joint.ids == test.ids and np.array_equal(from_joint.labels, decided)
+
+    # The analysis entry point rewrites the same files from the experiment dir alone.
+    first, first_joint = path.read_bytes(), joint_path.read_bytes()
     path.unlink()
+    joint_path.unlink()
     rerun = subprocess.run([sys.executable, "-m", "analysis.predictions", str(sweep_dir)], capture_output=True,
                            text=True, cwd=REPO, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
-    assert path.read_bytes() == first
+    assert path.read_bytes() == first and joint_path.read_bytes() == first_joint
 
 
 def test_emotion6_reports_accuracy_and_per_class_f1(tmp_path, data_dirs, tiny_model):
