@@ -250,15 +250,17 @@ class StudySearcher(Searcher):
         return best
 
     def say_search_ends(self) -> None:
-        """Print, once, that the search is over for the confirmation seeds, and what they were priced from."""
+        """Print, once, that the search starts no more trials (those running finish, or stop where the seeds' time
+        begins), and what the seeds were priced from."""
         if self._said_search_ends:
             return
         self._said_search_ends = True
         priced = "; ".join(f"{name}'s best, {timing.epochs} epoch{'s' * (timing.epochs != 1)} at "
                            f"~{timing.seed_s() / 60:.1f} min a seed" for name, timing in self.best_timings().items())
         seeds = self.confirm_seeds
-        print(f"search ends with {self.budget_left_s() / 60:.1f} min of the time budget left for {seeds} "
-              f"confirmation seed{'s' * (seeds != 1)} ({priced})", flush=True)
+        print(f"search starts no more trials with {self.budget_left_s() / 60:.1f} min of the time budget left, "
+              f"{self._reserve_s / 60:.1f} of them kept for {seeds} confirmation seed{'s' * (seeds != 1)} ({priced})",
+              flush=True)
 
     def max_epochs(self, name: str) -> int:
         study = self.studies[name]

@@ -140,8 +140,8 @@ def test_time_budget_ends_the_sweep_and_the_analysis_runs(tmp_path, tiny_bert):
     states = [t.state for study in load_studies(sweep_dir).values() for t in study.trials]
     assert TrialState.RUNNING not in states  # the trials the budget cut short are told as such
     assert (sweep_dir / "best_trials.md").is_file()
-    assert re.search(r"search ends with \d+\.\d min of the time budget left for 1 confirmation seed \(",
-                     result.stdout), result.stdout[-3000:]
+    assert re.search(r"search starts no more trials with \d+\.\d min of the time budget left, \d+\.\d of them kept "
+                     r"for 1 confirmation seed \(", result.stdout), result.stdout[-3000:]
     [seed] = [trial for trial in trial_dirs(sweep_dir)
               if json.loads((trial / "params.json").read_text()).get("confirm_of")]
     seed_rows = results(seed)

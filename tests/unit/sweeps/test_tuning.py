@@ -157,13 +157,14 @@ def test_the_search_leaves_the_confirmation_seeds_what_the_best_configuration_ne
 
     now[0] = deadline - priced - 35  # 35 s before the search ends: a first epoch (median 35 s) just fits
     assert isinstance(searcher.suggest("a2"), dict) and not stopper.stop_all()
-    assert "search ends" not in capsys.readouterr().out
+    assert "search starts no more" not in capsys.readouterr().out
     now[0] += 1  # no longer: no new trial, and the running one stops when the search ends
     assert searcher.suggest("a3") == StudySearcher.FINISHED and not stopper.stop_all()
     now[0] = deadline - priced
     assert stopper.stop_all()
     [line] = capsys.readouterr().out.splitlines()  # said once, when no trial could start any more
-    assert line == (f"search ends with {(priced + 34) / 60:.1f} min of the time budget left for 2 confirmation seeds "
+    assert line == (f"search starts no more trials with {(priced + 34) / 60:.1f} min of the time budget left, "
+                    f"{priced / 60:.1f} of them kept for 2 confirmation seeds "
                     f"(alpha's best, 1 epoch at ~0.7 min a seed)")
 
 
