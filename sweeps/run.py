@@ -26,13 +26,14 @@ from optuna.distributions import CategoricalDistribution
 
 from analysis.best_trials import ExperimentError, print_or_fail, read_trials, reported_runs, write_best_trials
 from sweeps.cli import build_parser, check_name, fail, resumed_args
-from sweeps.cluster import (Cluster, ClusterError, check_shared_storage, connected_cluster, local_cluster, unreachable,
+from sweeps.cluster import (Cluster, ClusterError, connected_cluster, local_cluster, unreachable,
                             private_cluster_warning)
 from sweeps.confirmation import CONFIRMATIONS, run_confirmation
 from sweeps.console import TrialLines, quiet_console
 from sweeps.driver import INTERRUPTED, DriverLock, Interrupts, LockHeld
 from sweeps.experiment import BUDGETS, Experiment
 from sweeps.plan import Plan, make_plan, print_plan, searched_space
+from sweeps.shared_storage import check_shared_storage
 from sweeps.searcher import time_left_when_saved
 from sweeps.shared_models import copy_models
 from sweeps.studies import JOURNAL, open_journal, JournalError, Study

@@ -126,7 +126,7 @@ def two_nodes(monkeypatch):
 
 def test_the_plan_says_where_every_node_loads_a_local_model(run_cli, monkeypatch, two_nodes, tmp_path,
                                                              goemotions_dir, tiny_bert):
-    monkeypatch.setattr("sweeps.cluster.nodes_not_seeing", lambda marker: [])
+    monkeypatch.setattr("sweeps.shared_storage.nodes_not_seeing", lambda marker: [])
     result = run_cli(goemotions_raw, "--data-dir", str(goemotions_dir), "--models", str(tiny_bert), "--budget",
                      "smoke", "--storage", str(tmp_path / "out"), "--name", "s", "--dry-run")
     assert result.returncode == 0, result.stderr
@@ -138,7 +138,7 @@ def test_the_plan_says_where_every_node_loads_a_local_model(run_cli, monkeypatch
 
 def test_a_multi_node_cluster_without_shared_storage_is_refused_before_any_copy(run_cli, monkeypatch, two_nodes,
                                                                               tmp_path, goemotions_dir, tiny_bert):
-    monkeypatch.setattr("sweeps.cluster.nodes_not_seeing", lambda marker: ["10.0.0.2"])
+    monkeypatch.setattr("sweeps.shared_storage.nodes_not_seeing", lambda marker: ["10.0.0.2"])
     (tmp_path / "out").mkdir()
     result = run_cli(goemotions_raw, "--data-dir", str(goemotions_dir), "--models", str(tiny_bert), "--budget",
                      "smoke", "--storage", str(tmp_path / "out"), "--name", "s")
