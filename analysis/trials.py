@@ -168,7 +168,7 @@ def trial_run(trial: Trial) -> SeedRun | None:
         "val_score": scores[f"val_{metric}"],
         **generation_columns(arrays),
         "best_epoch": int(arrays["epoch"]),
-        "epochs_run": int(trial.last.get("training_iteration", 0)),
+        "epochs_run": float(trial.last.get("epoch", trial.last.get("training_iteration", 0))),  # 1.25: stopped at a rung
         "wall_s": round(float(trial.last.get("time_total_s", 0.0)), 1),
         "config": searched,
         "config_seed": trial.config.get("seed"),

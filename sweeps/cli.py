@@ -25,7 +25,8 @@ LAYOUT = "one-experiment"  # sweep.json of experiments where every study runs in
 # Flags a resume applies anew; Tune restores the rest (time budget, retries, W&B, the searcher) from the experiment.
 RESUME_MAY_CHANGE = ("address", "no_dashboard", "verbose", "dry_run", "restart_errored")
 RESUME_LOCATES = ("resume", "storage", "name")  # where the experiment is now, not where it started
-OLDER_SWEEPS = {"device": "auto", "metric": "macro_f1", "confirm_seeds": 0}  # saved before these flags existed
+# saved before these flags existed
+OLDER_SWEEPS = {"device": "auto", "metric": "macro_f1", "confirm_seeds": 0, "rungs_per_epoch": 1}
 
 
 def fail(message: str) -> None:
@@ -158,6 +159,9 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
     add("--confirm-seeds", type=number(int, 0, 100),
         help="after the search, re-train each model's best configuration with N further seeds (default: 3 for the "
              "cpu and full budgets, 0 for smoke)")
+    add("--rungs-per-epoch", type=number(int, 1, 64),
+        help="encoder trials report to ASHA this many times an epoch, inside it on a fixed validation subset "
+             "(default: 4 for the cpu budget, else 1)")
     add("--warm-start", nargs="+", type=absolute_path, metavar="RESULTS_DIR",
         help="start each model's study with the best configurations (up to 3 each) of these earlier experiments' "
              "studies of that model, re-measured on this sweep's data (not with --search grid)")

@@ -56,7 +56,8 @@ def build_confirmation_tuner(trainable: Callable, studies: list[Study], experime
 
 def confirmation_configs(sweep_dir: Path, seeds: int) -> list[dict]:
     """Each model's best search trial's whole config, once per further seed (new weight init and batch order;
-    the same data rows, which the sweep's own seed chose, and the same hyperparameters)."""
+    the same data rows, which the sweep's own seed chose, and the same hyperparameters). One report per epoch:
+    no scheduler stops a seed, so rungs inside an epoch would only cost their scoring."""
     try:
         runs, _ = best_runs(read_trials(sweep_dir))
     except ExperimentError:
@@ -65,7 +66,8 @@ def confirmation_configs(sweep_dir: Path, seeds: int) -> list[dict]:
     for seeds_so_far in runs.values():
         trial_dir = Path(seeds_so_far[0].row["trial_dir"])
         config = json.loads((trial_dir / "params.json").read_text())
-        configs += [{**config, "seed": int(config["seed"]) + k, "confirm_of": trial_dir.name}
+        configs += [{**config, "seed": int(config["seed"]) + k, "confirm_of": trial_dir.name,
+                     **({"rungs_per_epoch": 1} if "rungs_per_epoch" in config else {})}
                     for k in range(1, seeds + 1)]
     return configs
 

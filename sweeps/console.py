@@ -26,7 +26,7 @@ import optuna
 from ray.tune import Callback
 from tqdm import tqdm
 
-from sweeps.studies import METRIC, Study
+from sweeps.studies import METRIC, RUNG_METRIC, Study
 
 
 def quiet_console(verbose: bool) -> None:
@@ -139,19 +139,23 @@ class TrialLines(Callback):
             self.best[study] = score
             if self.bar is not None:
                 self.bar.set_postfix_str(self.best_text(), refresh=False)
-        self.say(f"{self.name(trial)} epoch {result.get('training_iteration')}"
+        self.say(f"{self.name(trial)} epoch {result.get('epoch', result.get('training_iteration'))}"
                  f"{f'/{epochs}' if epochs else ''}: val {self.metric} {score:.4f}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         """Finished (all its epochs), or stopped early: by ASHA, or cut by the time budget."""
         self.count_end(trial)
-        scores = trial.metric_analysis.get(METRIC)
+        scores, last = trial.metric_analysis.get(METRIC), trial.last_result or {}
         if not scores:
-            self.say(f"{self.name(trial)} ended before its first epoch · {self.progress()}")
+            if RUNG_METRIC in last:  # stopped at a rung inside its first epoch
+                self.say(f"{self.name(trial)} stopped early at epoch {last.get('epoch')}: val subset {self.metric} "
+                         f"{float(last[RUNG_METRIC]):.4f} · {self.progress()}")
+            else:
+                self.say(f"{self.name(trial)} ended before its first epoch · {self.progress()}")
             return
-        epochs_run = int((trial.last_result or {}).get("training_iteration", 0))
+        epochs_run = float(last.get("epoch", last.get("training_iteration", 0)))
         planned = int(trial.config.get("epochs") or 0)
-        how = "finished" if not planned or epochs_run >= planned else f"stopped early after epoch {epochs_run}"
+        how = "finished" if not planned or epochs_run >= planned else f"stopped early at epoch {epochs_run:g}"
         self.say(f"{self.name(trial)} {how}: best val {self.metric} {scores['max']:.4f} · {self.progress()}")
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:

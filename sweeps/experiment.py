@@ -24,11 +24,16 @@ class Budget:
     time_budget_s: float | None
     confirm_seeds: int  # further seeds each model's best configuration is re-trained with after the search
     description: str
+    # encoder trials' ASHA rungs per epoch (trainables/rungs.py): on 2 CPU cores an epoch of 16,000 rows takes
+    # minutes, so a poor configuration is stopped a quarter epoch in. The full budget keeps one per epoch: its
+    # GPU epochs are short, and rungs inside them are not measured there.
+    rungs_per_epoch: int = 1
 
 
 BUDGETS = {
     "smoke": Budget(64, 32, 32, 1, 2, 32, None, 0, "a few seconds per trial: tests and first tries"),
-    "cpu": Budget(16000, None, None, 2, 20, 64, 30 * 60, 3, "30 minutes on a 2-core laptop, one model"),
+    "cpu": Budget(16000, None, None, 2, 20, 64, 30 * 60, 3, "30 minutes on a 2-core laptop, one model",
+                  rungs_per_epoch=4),
     "full": Budget(None, None, None, 5, 30, 128, None, 3, "whole dataset on GPUs"),
 }
 

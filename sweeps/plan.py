@@ -31,6 +31,7 @@ from trainables.data import DATASETS, DataError, EmotionData, load_dataset
 from trainables.hub import hub_reachable
 from trainables.models import (ComputeProfile, ModelError, ResolvedModel, compute_profile, four_bit_problem,
                                resolve_model)
+from trainables.rungs import rung_subset_rows
 
 
 @dataclass
@@ -112,6 +113,11 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
         if getattr(args, key) is not None:
             fixed[key] = getattr(args, key)
     space = searched_space(experiment, budget, args.search, fixed)
+    defaults = import_module(f"trainables.{experiment.trainable}").DEFAULTS
+    rungs_per_epoch = rungs_in_an_epoch(experiment, args, budget, len(data.train),
+                                        max(possible_values("batch_size", fixed, space, defaults["batch_size"])))
+    if rungs_per_epoch > 1:
+        fixed["rungs_per_epoch"] = rungs_per_epoch
     if "epochs" not in space:  # the searcher tells a trial that ran all its epochs from one stopped early
         fixed.setdefault("epochs", budget.max_epochs)
     num_samples = args.num_samples or budget.num_samples
@@ -123,7 +129,6 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
         key = experiment.study_per
         studies = [{key: value} for value in ([getattr(args, key)] if getattr(args, key) is not None
                                               else experiment.fixable[key])]
-    defaults = import_module(f"trainables.{experiment.trainable}").DEFAULTS
     name = args.name or f"{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_dir = Path(args.storage).expanduser().resolve() / name
     model_rows, spaces = [], {}
@@ -269,6 +274,23 @@ def first_trial(experiment: Experiment, space: dict) -> dict | None:
     return point
 
 
+def rungs_in_an_epoch(experiment: Experiment, args: argparse.Namespace, budget: Budget, train_rows: int,
+                      largest_batch: int) -> int:
+    """How many times an epoch reports (trainables/rungs.py): --rungs-per-epoch, else the budget's. Every epoch
+    must report that many times, so an epoch needs as many batches: a flag asking more is refused, the budget's
+    default shrinks to fit a small training split. Decoder trials report once per epoch."""
+    asked = args.rungs_per_epoch
+    if experiment.trainable != "encoder":
+        if asked and asked > 1:
+            fail(f"--rungs-per-epoch {asked}: {experiment.name}'s decoder trials report once per epoch")
+        return 1
+    batches = math.ceil(train_rows / largest_batch)
+    if asked and asked > batches:
+        fail(f"--rungs-per-epoch {asked}: an epoch of {train_rows} train rows at batch size {largest_batch} has "
+             f"{batches} batches, too few for {asked} rungs")
+    return min(asked or budget.rungs_per_epoch, batches)
+
+
 def possible_values(key: str, fixed: dict, space: dict, default) -> list:
     """Every value (or both ends of the range) a trial may get for `key`, for checks before Ray starts."""
     if key in fixed:
@@ -312,6 +334,13 @@ def print_plan(plan: Plan, data: EmotionData, started_at: float) -> None:
           f"{plan.num_samples} trials per model ({plan.allocate} allocation), scheduler {plan.scheduler} per study; "
           f"all studies in one Tune experiment, up to {plan.capacity:g} {'GPU' if plan.device == 'gpu' else 'CPU'}s "
           f"of trials at once")
+    rungs = int(plan.fixed.get("rungs_per_epoch", 1))
+    if rungs > 1:
+        subset = rung_subset_rows(len(data.validation), len(data.train), rungs)
+        stops = "ASHA may stop a trial at each" if plan.scheduler == "asha" else "no scheduler stops them"
+        print(f"  trials report every 1/{rungs} epoch ({stops}): "
+              f"inside an epoch on a fixed {subset:,}-row validation subset, at its end on the whole split (which "
+              f"alone selects thresholds, epochs and trials)")
     if plan.time_budget_s:
         ends = time.strftime("%H:%M:%S", time.localtime(started_at + plan.time_budget_s))
         split = (f"the search runs until the time left is what {plan.confirm_seeds} confirmation seeds of each "

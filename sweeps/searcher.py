@@ -1,15 +1,14 @@
 """`StudySearcher`: a Ray searcher over one Optuna study per model, all in one Tune experiment, that fills the
-cluster and still lets TPE learn (its class docstring says how), with the samplers it asks.
+cluster and still lets TPE learn (its class docstring says how); the samplers it asks are sweeps/samplers.py's.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import statistics
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -17,88 +16,11 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from sweeps.studies import METRIC, MODE, Study, open_journal, outcome, tell
-
-def startup_trials(num_samples: int, cluster_part: float = 0.0) -> int:
-    """TPE's random trials before it models anything: 10 (Optuna's default), a tenth of a large budget, or as many
-    as the study's even part of the cluster holds at once (`cluster_part` trials), whichever is most, but never
-    more than half the budget. Random trials can all run at once while guided ones wait for results, so on a big
-    cluster a first wave smaller than the cluster would leave it part empty until results come in."""
-    return max(1, min(max(10, num_samples // 10, math.floor(cluster_part)), num_samples // 2))
-
-
-def sampler_seed(seed: int, study_name: str, trials_so_far: int) -> int:
-    """Each study's sampler gets its own seed, and a resumed one a new seed (from the trials it already has):
-    with the sweep's seed alone, every study's random draws were the same sequence, and a resumed study drew its
-    first configurations again."""
-    digest = hashlib.sha256(f"{seed}/{study_name}/{trials_so_far}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
-
-
-def make_sampler(search: str, study: Study, seed: int, trials_so_far: int = 0,
-                 startup: int | None = None) -> optuna.samplers.BaseSampler:
-    seed = sampler_seed(seed, study.name, trials_so_far)
-    if search == "grid":
-        return optuna.samplers.GridSampler(study.space, seed=seed)
-    if search == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    # constant_liar: trials still running count as bad guesses, so concurrent asks spread out instead of
-    # all landing on the same promising point.
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True,
-                                      n_startup_trials=startup or startup_trials(study.num_samples))
-
-
-def enqueue_first(created: optuna.Study, study: Study, search: str) -> None:
-    """A new study's first trials: the recipe's start point (tpe/random), then the --warm-start configurations.
-    `ask` hands enqueued trials out first, and suggests each param of the study's distributions as the value the
-    trial was enqueued with (the sampler draws any it lacks), so `trial.params`, which the Tune config is built
-    from, carries them. A resumed study's journal has them already: they are not enqueued twice."""
-    if study.first_trial and search != "grid":
-        created.enqueue_trial(study.first_trial)
-    for trial in study.warm_start:
-        created.enqueue_trial(**trial)
-
-
-# --allocate adaptive: a model is reliably behind when its best validation score, even SEED_SD better, stays below
-# the leader's, even SEED_SD worse (its optimistic estimate below the leader's pessimistic one). SEED_SD is the
-# spread of one configuration's score over seeds, which the confirmation phase measures: 0.004-0.011 macro-F1 /
-# Jaccard on GoEmotions, SemEval E-c and dair-ai emotion (docs/benchmarks.md, "Search quality").
-SEED_SD = 0.01
-
-
-@dataclass
-class StudyCounts:
-    """One study's trials so far, kept up to date as they are asked and told: reading them from the journal on
-    every ask copies every trial of every study, which a large sweep asks thousands of times."""
-    asked: int = 0  # handed out and not failed (a grid's failed points count; restarts of errored trials do not)
-    failed: int = 0
-    finished: int = 0  # COMPLETE or PRUNED: results the sampler learns from
-    best: float | None = None  # the best epoch of any finished trial
-
-
-# What the confirmation phase costs beyond its trials' own epochs: a new Tuner starting its trial processes
-# (importing torch and transformers) and the seeds' epochs running a little slower than the measured ones; the
-# price of the seeds is padded by both, since a seed the time budget cuts short is a seed lost.
-CONFIRMATION_START_S = 20.0
-CONFIRMATION_SLACK = 1.05
-
-
-@dataclass
-class TrialTiming:
-    """One trial's clock: when each epoch it reported ended (seconds since it started) and its best value, to price
-    the confirmation seeds of whichever configuration wins."""
-    study: str
-    epochs: int  # the epochs its configuration trains: what each confirmation seed of it trains
-    ends_s: list[float] = field(default_factory=list)
-    best: float = -math.inf
-
-    def seed_s(self) -> float:
-        """One confirmation seed of this configuration: its first epoch as measured (model load and tokenized data
-        included), each further epoch as long as its later epochs took (as its first, before it had one)."""
-        first = self.ends_s[0]
-        later = (self.ends_s[-1] - first) / (len(self.ends_s) - 1) if len(self.ends_s) > 1 else first
-        return first + (self.epochs - 1) * later
-
+from sweeps import seed_price
+from sweeps.allocation import StudyCounts, move_trials_from_behind
+from sweeps.samplers import enqueue_first, make_sampler, startup_trials
+from sweeps.seed_price import TrialTiming
+from sweeps.studies import METRIC, MODE, RUNG_METRIC, Study, epoch_values, open_journal, outcome, rung_value, tell
 
 class StudySearcher(Searcher):
     """A Ray searcher over one Optuna study per model, kept in the experiment's journal file.
@@ -132,15 +54,15 @@ class StudySearcher(Searcher):
     they finished. The budget's deadline is the one Tune's own time budget stops at: on --resume both go on with
     the time the sweep had left when its state was last saved (time while no driver ran is not spent).
 
-    `allocate="adaptive"`: once every study has finished its startup trials, a study whose best score even
-    SEED_SD better is below the leader's even SEED_SD worse gives its remaining trials to the studies not behind;
-    each decision is printed and kept in the journal (study user attrs `trial_budget` and `allocation`).
+    `allocate="adaptive"`: once every study has finished its startup trials, a study reliably behind the leader
+    gives its remaining trials to the studies not behind (sweeps/allocation.py); each decision is printed and kept
+    in the journal (study user attrs `trial_budget` and `allocation`).
     """
 
     def __init__(self, studies: list[Study], journal: Path, search: str, seed: int,
                  time_budget_s: float | None = None, confirm_seeds: int = 0, *, capacity: float | None = None,
                  allocate: str = "even", clock: Callable[[], float] = time.time):
-        super().__init__(metric=METRIC, mode=MODE)
+        super().__init__(metric=RUNG_METRIC, mode=MODE)
         self.studies = {study.name: study for study in studies}
         self.journal = Path(journal)
         self.search = search
@@ -202,7 +124,12 @@ class StudySearcher(Searcher):
         if state in (TrialState.COMPLETE, TrialState.PRUNED) and values:
             counts = self._counts[name]
             counts.finished += 1
-            counts.best = max(max(values.values()), counts.best if counts.best is not None else -math.inf)
+            epochs = epoch_values(values, self.rungs_per_epoch(name))
+            if epochs:  # a trial stopped inside its first epoch has only rung-subset values: no best
+                counts.best = max(max(epochs.values()), counts.best if counts.best is not None else -math.inf)
+
+    def rungs_per_epoch(self, name: str) -> int:
+        return int(self.studies[name].config.get("rungs_per_epoch", 1))
 
     def running(self, name: str) -> int:
         return sum(1 for study, _ in self.live.values() if study == name)
@@ -227,27 +154,11 @@ class StudySearcher(Searcher):
             return None
         return self._deadline - self._reserve_s
 
-    def confirmation_reserve_s(self) -> float:
-        """The confirmation phase's length if it started now: each study's best trial so far, `confirm_seeds`
-        times over at its measured price (TrialTiming.seed_s), `max_concurrent` of a study's seeds at a time and
-        all studies' seeds no faster than the cluster's capacity holds them side by side; padded by
-        CONFIRMATION_SLACK and CONFIRMATION_START_S. 0 before any trial has reported an epoch."""
-        seed_s = {name: timing.seed_s() for name, timing in self.best_timings().items()}
-        if not seed_s:
-            return 0.0
-        in_rounds = max(math.ceil(self.confirm_seeds / self.studies[name].max_concurrent) * seconds
-                        for name, seconds in seed_s.items())
-        side_by_side = sum(self.confirm_seeds * seconds * self.units(self.studies[name])
-                           for name, seconds in seed_s.items()) / self.capacity if self.capacity else 0.0
-        return max(in_rounds, side_by_side) * CONFIRMATION_SLACK + CONFIRMATION_START_S
-
     def best_timings(self) -> dict[str, TrialTiming]:
-        """Each study's best trial so far (by its best epoch), with its clock."""
-        best: dict[str, TrialTiming] = {}
-        for timing in self._timings.values():
-            if timing.study in self.studies and (timing.study not in best or timing.best > best[timing.study].best):
-                best[timing.study] = timing
-        return best
+        return seed_price.best_timings(self._timings.values(), self.studies)
+
+    def confirmation_reserve_s(self) -> float:
+        return seed_price.confirmation_reserve_s(self.best_timings(), self.confirm_seeds, self.studies, self.capacity)
 
     def say_search_ends(self) -> None:
         """Print, once, that the search starts no more trials (those running finish, or stop where the seeds' time
@@ -269,10 +180,6 @@ class StudySearcher(Searcher):
             return int(study.config.get("epochs", 1))
         return int(max(searched.choices) if hasattr(searched, "choices") else searched.high)
 
-    @staticmethod
-    def units(study: Study) -> float:
-        """What a trial holds of the resource that bounds the sweep: its GPU share, or its CPUs on CPUs."""
-        return study.gpus or study.cpus
 
     def order(self, names: list[str]) -> list[str]:
         """Studies by work left, most first (see the class docstring)."""
@@ -281,7 +188,7 @@ class StudySearcher(Searcher):
 
         if all(self._trial_s.get(name) for name in names):
             work_left = {name: trials_left(name) * statistics.median(self._trial_s[name])
-                         * self.units(self.studies[name]) for name in names}
+                         * self.studies[name].units for name in names}
         elif all(self.studies[name].epoch_tflop for name in names):
             work_left = {name: trials_left(name) * self.studies[name].epoch_tflop * self.max_epochs(name)
                          for name in names}
@@ -296,14 +203,14 @@ class StudySearcher(Searcher):
         parts: dict[str, float] = {}
         left, open_names = float(self.capacity or 0.0), list(names)
         while open_names:
-            trials_each = left / sum(self.units(self.studies[name]) for name in open_names)
+            trials_each = left / sum(self.studies[name].units for name in open_names)
             capped = [name for name in open_names if self.studies[name].max_concurrent <= trials_each]
             if not capped:
                 parts.update({name: trials_each for name in open_names})
                 break
             for name in capped:
                 parts[name] = self.studies[name].max_concurrent
-                left -= parts[name] * self.units(self.studies[name])
+                left -= parts[name] * self.studies[name].units
                 open_names.remove(name)
         return parts
 
@@ -323,10 +230,10 @@ class StudySearcher(Searcher):
     def slot_for(self, names: list[str]) -> str | None:
         """The first study (in `names`' order) that may start a trial now, preferring studies below their even
         part of the cluster."""
-        in_flight = sum(self.units(self.studies[study]) for study, _ in self.live.values())
+        in_flight = sum(self.studies[study].units for study, _ in self.live.values())
         ready = [name for name in names
                  if self.running(name) < self.studies[name].max_concurrent and self.learning_room(name)
-                 and (self.capacity is None or in_flight + self.units(self.studies[name]) <= self.capacity + 1e-9)]
+                 and (self.capacity is None or in_flight + self.studies[name].units <= self.capacity + 1e-9)]
         if self.capacity is None or not ready:
             return ready[0] if ready else None
         parts = self.even_parts(names)
@@ -355,29 +262,33 @@ class StudySearcher(Searcher):
         return {**self.studies[name].config, **trial.params, "study": name}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        """Each epoch's value goes into the study as an intermediate value (what PRUNED trials keep)."""
+        """Each rung's value goes into the study as an intermediate value at its step (what PRUNED trials keep,
+        and optuna-dashboard draws as the trial's curve); epoch ends also set the trial's clock."""
         if trial_id not in self.live:  # restarted from an errored trial (--restart-errored): Tune made it
             self.live[trial_id] = (result["config/study"], None)
         name, optuna_id = self.live[trial_id]
-        if result.get("training_iteration") == 1 and "time_total_s" in result:
+        epoch_end = METRIC in result
+        if epoch_end and result.get("training_iteration") == self.rungs_per_epoch(name) and "time_total_s" in result:
             self._first_epoch_s.setdefault(name, []).append(float(result["time_total_s"]))
-        if "time_total_s" in result and METRIC in result:
+        if epoch_end and "time_total_s" in result:
             self.clock_epoch(trial_id, name, result)
-        if optuna_id is not None and METRIC in result:
+        value = rung_value(result)
+        if optuna_id is not None and value is not None:
             frozen = self.optuna_studies()[name]._storage.get_trial(optuna_id)
             step = int(result["training_iteration"])
             if step in frozen.intermediate_values:
-                return  # a resumed trial reporting an epoch the journal has (Tune restored it from before)
+                return  # a resumed trial reporting a rung the journal has (Tune restored it from before)
             if frozen.state != TrialState.RUNNING:  # its journal trial ended (errored) before Tune resumed it
-                self._continued.setdefault(trial_id, {})[step] = float(result[METRIC])
+                self._continued.setdefault(trial_id, {})[step] = value
             else:
-                optuna.Trial(self._optuna[name], optuna_id).report(float(result[METRIC]), step)
+                optuna.Trial(self._optuna[name], optuna_id).report(value, step)
 
     def clock_epoch(self, trial_id: str, name: str, result: dict) -> None:
         """Record when this epoch of the trial ended and what it scored, and price the confirmation seeds again."""
         epochs = int(result.get("config/epochs", self.studies[name].config.get("epochs", 1)))
         timing = self._timings.setdefault(trial_id, TrialTiming(name, epochs))
-        if len(timing.ends_s) < int(result["training_iteration"]):  # the last epoch comes again at the trial's end
+        epochs_done = int(result["training_iteration"]) // self.rungs_per_epoch(name)
+        if len(timing.ends_s) < epochs_done:  # the last epoch comes again at the trial's end
             timing.ends_s.append(float(result["time_total_s"]))
         timing.best = max(timing.best, float(result[METRIC]))
         if self.confirm_seeds:
@@ -401,13 +312,13 @@ class StudySearcher(Searcher):
             continued = self._continued.pop(trial_id, None)
             if continued:  # Tune resumed a trial the journal had ended, and it trained on: a trial of its own
                 values = {**frozen.intermediate_values, **continued}
-                state, value = outcome(values, epochs, result, error)
+                state, value = outcome(values, epochs, result, error, self.rungs_per_epoch(name))
                 study.add_trial(optuna.trial.create_trial(
                     state=state, value=value, params=frozen.params, distributions=frozen.distributions,
                     intermediate_values=values, user_attrs={"tune_trial_id": trial_id, "continues": frozen.number}))
                 self.counted(name, state, values)
             return  # otherwise it was told before the driver was killed; Tune resumed it only to find it done
-        state, value = outcome(frozen.intermediate_values, epochs, result, error)
+        state, value = outcome(frozen.intermediate_values, epochs, result, error, self.rungs_per_epoch(name))
         tell(study, optuna_id, state, value)
         if state == TrialState.FAIL and self.search != "grid":  # a grid's point that failed is still tried
             self._counts[name].asked -= 1
@@ -421,27 +332,15 @@ class StudySearcher(Searcher):
             self.reallocate()
 
     def reallocate(self) -> None:
-        """Move the remaining trials of studies reliably behind the leader to the studies that are not."""
-        counts = self._counts
-        if any(counts[name].finished < self.startup(name) or counts[name].best is None for name in self.studies):
+        """Once every study has its startup results, move the remaining trials of studies reliably behind the
+        leader to the studies that are not; each move is printed and kept in the journal."""
+        if any(self._counts[name].finished < self.startup(name) or self._counts[name].best is None
+               for name in self.studies):
             return
-        leader = max(self.studies, key=lambda name: counts[name].best)
-        behind = [name for name in self.studies
-                  if counts[name].best + SEED_SD < counts[leader].best - SEED_SD
-                  and self._budget[name] > counts[name].asked]
-        ahead = [name for name in self.studies
-                 if counts[name].best + SEED_SD >= counts[leader].best - SEED_SD]
-        for name in behind:
-            spare = self._budget[name] - counts[name].asked
-            self._budget[name] = counts[name].asked
-            shares = [spare // len(ahead) + (rank < spare % len(ahead)) for rank in range(len(ahead))]
-            for receiver, extra in zip(sorted(ahead, key=lambda n: counts[n].best, reverse=True), shares):
-                self._budget[receiver] += extra
-            decision = (f"{name} (best {counts[name].best:.4f}) is behind {leader} (best {counts[leader].best:.4f}) "
-                        f"by more than 2 x {SEED_SD}: its {spare} remaining trials go to {', '.join(ahead)}")
+        for name, receivers, decision in move_trials_from_behind(self._counts, self._budget):
             print(f"allocate adaptive: {decision}", flush=True)
             self._optuna[name].set_user_attr("allocation", decision)
-            for study in (name, *ahead):
+            for study in (name, *receivers):
                 self._optuna[study].set_user_attr("trial_budget", self._budget[study])
 
     def record_restart(self, study: optuna.Study, trial_id: str, result: dict | None, error: bool) -> None:
@@ -449,8 +348,10 @@ class StudySearcher(Searcher):
         distributions = self.studies[study.study_name].distributions
         result = result or {}
         params = {key: result[f"config/{key}"] for key in distributions if f"config/{key}" in result}
-        values = {int(result["training_iteration"]): float(result[METRIC])} if METRIC in result else {}
-        state, value = outcome(values, result.get("config/epochs"), result, error)
+        value = rung_value(result)
+        values = {int(result["training_iteration"]): value} if value is not None else {}
+        state, value = outcome(values, result.get("config/epochs"), result, error,
+                               self.rungs_per_epoch(study.study_name))
         study.add_trial(optuna.trial.create_trial(
             state=state, value=value, params=params, intermediate_values=values,
             distributions={key: distributions[key] for key in params},

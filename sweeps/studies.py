@@ -15,6 +15,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from trainables.rungs import RUNG_METRIC  # what ASHA and each study's intermediate values compare
+
 METRIC = "val_score"  # the selected metric (--metric) on validation, at thresholds tuned for it
 MODE = "max"
 JOURNAL = "optuna.journal"
@@ -63,6 +65,11 @@ class Study:
     warm_start: list[dict] = field(default_factory=list)
     distributions: dict[str, BaseDistribution] = field(init=False)
 
+    @property
+    def units(self) -> float:
+        """What a trial holds of the resource that bounds the sweep: its GPU share, or its CPUs on CPUs."""
+        return self.gpus or self.cpus
+
     def __post_init__(self):
         self.distributions = {key: CategoricalDistribution(value) if isinstance(value, list) else value
                               for key, value in self.space.items()}
@@ -102,13 +109,25 @@ def tell(study: optuna.Study, trial_id: int, state: TrialState, value: float | N
             raise
 
 
-def outcome(values: dict[int, float], epochs: int | None, result: dict | None, error: bool
-            ) -> tuple[TrialState, float | None]:
+def rung_value(result: dict) -> float | None:
+    """The value a result reports for its rung (older trainables and the simulator report METRIC only)."""
+    value = result.get(RUNG_METRIC, result.get(METRIC))
+    return None if value is None else float(value)
+
+
+def epoch_values(values: dict[int, float], rungs_per_epoch: int) -> dict[int, float]:
+    """The intermediate values at epoch ends (steps are rungs: epoch e ends at step e x rungs_per_epoch), which
+    are scored on the whole validation split; the steps between are scored on its rung subset."""
+    return {step: value for step, value in values.items() if step % rungs_per_epoch == 0}
+
+
+def outcome(values: dict[int, float], epochs: int | None, result: dict | None, error: bool,
+            rungs_per_epoch: int = 1) -> tuple[TrialState, float | None]:
     """COMPLETE with the best epoch's value when the trial ran all its epochs (analysis keeps that epoch's
     checkpoint), PRUNED when the scheduler or the time budget stopped it early, FAIL when it errored or never
-    reported an epoch."""
+    reported a rung."""
     if error or not values:
         return TrialState.FAIL, None
-    if result and epochs and result.get("training_iteration", 0) >= int(epochs):
-        return TrialState.COMPLETE, max(values.values())
+    if result and epochs and result.get("training_iteration", 0) >= int(epochs) * rungs_per_epoch:
+        return TrialState.COMPLETE, max(epoch_values(values, rungs_per_epoch).values())
     return TrialState.PRUNED, None

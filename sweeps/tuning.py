@@ -22,10 +22,14 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.stopper import Stopper
 
 from sweeps.searcher import StudySearcher
-from sweeps.studies import JOURNAL, METRIC, MODE, Study, open_journal, tell
+from sweeps.studies import JOURNAL, METRIC, MODE, RUNG_METRIC, Study, open_journal, tell
 
 class PerStudyASHA(FIFOScheduler):
     """ASHA for each study on its own: rungs compare a trial only with trials of the same study.
+
+    Its time unit is the rung (Tune's training_iteration): with `rungs_per_epoch` > 1 a trial reports a
+    validation-subset score every fraction of an epoch, so with grace_period 1 the first cut comes a fraction of an
+    epoch in, and max_t is the epochs x rungs_per_epoch.
 
     Tune keeps no scheduler state across a resume (the restored Tuner holds the scheduler as it was built), so
     each study's rungs start from the journal: every trial's epoch values there are recorded at the rungs they
@@ -142,7 +146,7 @@ def pending_limit(studies: list[Study], capacity: float | None) -> int:
     demand. The searcher's own bounds keep asks from running far ahead of what can start."""
     if capacity is None:
         return len(studies)
-    return max(len(studies), math.ceil(capacity / min(StudySearcher.units(study) for study in studies) - 1e-9))
+    return max(len(studies), math.ceil(capacity / min(study.units for study in studies) - 1e-9))
 
 
 def fit(tuner: tune.Tuner, studies: list[Study], capacity: float | None = None):
@@ -196,12 +200,15 @@ def build_tuner(trainable: Callable, studies: list[Study], experiment_dir: Path,
     config = run_config(experiment_dir, callbacks, max_failures, verbose)
     if time_budget_s and confirm_seeds:
         config.stop = SearchEnd(searcher)
+    rungs_per_epoch = max(int(study.config.get("rungs_per_epoch", 1)) for study in studies)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            metric=METRIC, mode=MODE,
+            # RUNG_METRIC: every report has it (METRIC only the epoch ends, which also carry the checkpoint)
+            metric=RUNG_METRIC, mode=MODE,
             search_alg=searcher,
-            scheduler=(PerStudyASHA(max_t=max_epochs, journal=experiment_dir / JOURNAL) if scheduler == "asha"
+            scheduler=(PerStudyASHA(max_t=max_epochs * rungs_per_epoch, journal=experiment_dir / JOURNAL)
+                       if scheduler == "asha"
                        else FIFOScheduler()),
             # The searcher owns every study's budget and says FINISHED: a trial count here would also count the
             # trials it hands out again after a killed driver, and end the sweep short of its budget.

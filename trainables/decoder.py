@@ -52,6 +52,7 @@ from trainables.labels_text import CHAT_TEMPLATES, TEXT_SLOT, answer_text, parse
     template_text
 from trainables.metrics import macro_f1, validation_scores
 from trainables.models import TrialCost, four_bit_problem
+from trainables.rungs import RUNG_METRIC
 
 DEFAULTS = {
     "mode": "generation",  # generation | head
@@ -447,6 +448,7 @@ def train_decoder(config: dict, data: EmotionData) -> None:
             arrays.update(val_generated=val["generated"], parse_failure_rate=np.float32(metrics["parse_failure_rate"]))
         best_val = max(best_val, metrics["val_score"])
         metrics["best_val_score"] = best_val
+        metrics[RUNG_METRIC] = metrics["val_score"]  # a decoder reports once per epoch: its rung is the epoch
         metrics.update(cost.metrics())
 
         with tempfile.TemporaryDirectory() as directory:

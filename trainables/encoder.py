@@ -54,6 +54,7 @@ from trainables.data import EmotionData, preprocess
 from trainables.device import autocast_dtype, dtype_name, seed_trial, trial_device, trial_resources
 from trainables.metrics import validation_scores
 from trainables.models import TrialCost
+from trainables.rungs import RUNG_METRIC, rung_ends, rung_subset, rung_subset_rows
 
 # transformers draws a progress bar each time a trial loads or saves weights ("Loading weights", "Writing model
 # shards"): per epoch, per trial, interleaved by Ray into one console. Off; hub downloads keep theirs.
@@ -69,6 +70,7 @@ DEFAULTS = {
     "weight_decay": 0.01,
     "warmup_ratio": 0.1,
     "epochs": 2,
+    "rungs_per_epoch": 1,  # reports per epoch: >1 adds validation-subset rungs inside it (trainables/rungs.py)
     "max_length": 64,
     "grad_clip": 1.0,
     "pos_weight": "none",  # none | inverse_frequency
@@ -439,11 +441,20 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
         start_epoch, best_val = state["epoch"] + 1, state["best_val"]
         cost.carried_wall_s = state["trial_wall_s"]
 
+    # Rungs inside an epoch (trainables/rungs.py): a report after each R-th of its batches, scored on a fixed
+    # validation subset and without a checkpoint, so ASHA can stop a poor trial early in its first epoch.
+    rungs_per_epoch = int(config["rungs_per_epoch"])
+    batch_ends = rung_ends(steps_per_epoch, rungs_per_epoch)
+    subset = rung_subset(data.validation.labels, rung_subset_rows(len(val_ids), len(train_ids), rungs_per_epoch))
+    subset_ids, subset_lengths = [val_ids[i] for i in subset], val_lengths[subset]
+    subset_labels = data.validation.labels[subset]
+
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     for epoch in range(start_epoch, epochs):
         model.train()
         started, seen, train_loss = time.perf_counter(), 0, 0.0
-        for indices in length_grouped_batches(train_lengths, int(config["batch_size"]), seed * 1000 + epoch):
+        batches = length_grouped_batches(train_lengths, int(config["batch_size"]), seed * 1000 + epoch)
+        for batch, indices in enumerate(batches, start=1):
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(**collate(train_ids, indices, pad_id, device)).logits.float()
             loss = loss_fn(logits, to_device(train_labels[indices], device))
@@ -457,6 +468,17 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
             scheduler.step()
             train_loss += value * len(indices)
             seen += len(indices)
+            if batch in batch_ends:
+                scoring = time.perf_counter()
+                subset_probs, _ = predict(model, subset_ids, subset_lengths, num_labels=data.num_labels,
+                                          multi_label=multi_label, pad_id=pad_id, device=device,
+                                          batch_size=int(config["eval_batch_size"]), four_bit=qlora)
+                subset_scores, _ = validation_scores(subset_probs, subset_labels, multi_label, config["metric"],
+                                                     config["thresholds"], seed)
+                model.train()
+                tune.report({RUNG_METRIC: subset_scores["val_score"], "train_loss": train_loss / seen,
+                             "epoch": round(epoch + batch / steps_per_epoch, 3), **cost.metrics()})
+                started += time.perf_counter() - scoring  # train_examples_per_s counts training only
         train_seconds = time.perf_counter() - started
 
         phases["val_s"] = -time.perf_counter()
@@ -473,6 +495,7 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
         scores, thresholds = validation_scores(val_probs, y_val, multi_label, config["metric"], config["thresholds"],
                                                seed)
         metrics.update(scores)
+        metrics[RUNG_METRIC] = metrics["val_score"]  # an epoch's rung is scored on the whole split
         arrays = {"val_probs": val_probs, "val_labels": y_val, **thresholds}
         best_val = max(best_val, metrics["val_score"])
         metrics["best_val_score"] = best_val

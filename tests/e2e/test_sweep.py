@@ -1,7 +1,8 @@
-"""The GoEmotions sweep end to end: a real local Ray cluster, OptunaSearch (TPE / grid), ASHA, checkpoints,
-W&B offline runs, TensorBoard files and the best-per-model analysis, on a tiny BERT; the test split predicted for
-the reported checkpoints only."""
+"""The GoEmotions sweep end to end: a real local Ray cluster, OptunaSearch (TPE / grid), ASHA with rungs inside
+epochs, checkpoints, W&B offline runs, TensorBoard files and the best-per-model analysis, on a tiny BERT; the test
+split predicted for the reported checkpoints only."""
 import json
+import math
 import re
 import shutil
 from itertools import product
@@ -28,7 +29,7 @@ def tpe(tmp_path_factory, goemotions_dir, tiny_bert):
     result = run_sweep("goemotions_raw.py", "--data-dir", str(goemotions_dir), "--models", str(tiny_bert),
                        "--budget", "smoke", "--num-samples", "3", "--epochs", "2", "--train-rows", "96",
                        "--val-rows", "48", "--test-rows", "48", "--storage", str(storage), "--name", "tpe",
-                       "--wandb", "offline", "--no-dashboard", "--seed", "1")
+                       "--wandb", "offline", "--no-dashboard", "--seed", "1", "--rungs-per-epoch", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     return result, storage / "tpe"
 
@@ -46,8 +47,12 @@ def test_tpe_sweep_with_asha_wandb_and_analysis(tpe, tiny_bert):
     for trial in trial_dirs(sweep_dir, model):
         events = [line for line in lines if line.startswith("[") and f"] {trial.name} " in line]
         assert " started: lr=" in events[0], events
+        # one line per epoch end: the rungs inside an epoch are not printed
         assert [" epoch " in line for line in events[1:-1]] == [True] * (len(events) - 2), events
-        assert re.search(r" (finished|stopped early after epoch \d): best val macro_f1 \d\.\d{4} · \d/3 trials",
+        epoch_ends = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+        assert len(events) - 2 == sum("val_score" in row for row in epoch_ends), events
+        assert re.search(r" (finished|stopped early at epoch [\d.]+): (best val|val subset) macro_f1 \d\.\d{4} · "
+                         r"\d/3 trials",
                          events[-1]), events
     header = next(line for line in lines if line.startswith("| model | params_m |"))
     assert lines.index(header) > max(i for i, line in enumerate(lines) if line.startswith("["))
@@ -58,19 +63,34 @@ def test_tpe_sweep_with_asha_wandb_and_analysis(tpe, tiny_bert):
 
     trials = trial_dirs(sweep_dir, model)
     assert len(trials) == 3
+    studies = load_studies(sweep_dir)
     best_val_per_trial = {}
     for trial in trials:
         config = json.loads((trial / "params.json").read_text())
         assert 2e-5 <= config["lr"] <= 3e-4 and 3e-4 <= config["head_lr"] <= 1e-2
         assert config["epochs"] == 2 and config["model_source"] == str(tiny_bert)
-        rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
-        assert [r["training_iteration"] for r in rows] == list(range(1, len(rows) + 1))
+        reports = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+        assert [r["training_iteration"] for r in reports] == list(range(1, len(reports) + 1))
+        # --rungs-per-epoch 2: a rung half way through each epoch (the validation subset's score, no checkpoint),
+        # then the epoch's end, scored on the whole split, which alone decides the trial's value
+        assert [math.ceil(r["epoch"]) for r in reports] == [1, 1, 2, 2][:len(reports)]
+        assert all(("val_score" in r) == (r["training_iteration"] % 2 == 0) for r in reports)
+        assert all("rung_score" in r for r in reports)
+        rows = [r for r in reports if "val_score" in r]
+        assert all(r["rung_score"] == r["val_score"] for r in rows)
+        optuna_trial = next(t for t in studies[model].trials if t.user_attrs["tune_trial_id"] in trial.name)
+        assert optuna_trial.intermediate_values == {r["training_iteration"]: r["rung_score"] for r in reports}
+        if optuna_trial.state == TrialState.COMPLETE:
+            assert optuna_trial.value == max(r["val_score"] for r in rows)
         for row in rows:
             assert row["val_macro_f1_per_class"] >= row["val_macro_f1_global"] >= row["val_macro_f1_at_0.5"]
             assert row["threshold_strategy"] in {"0.5", "global", "per_class"}
-        best_val_per_trial[trial] = max(r["val_macro_f1"] for r in rows)
         checkpoints = list(trial.glob("checkpoint_*"))
-        assert 1 <= len(checkpoints) <= 2  # num_to_keep=1 keeps the best plus the latest
+        assert len(checkpoints) == 0 if not rows else 1 <= len(checkpoints) <= 2  # the best plus the latest
+        if not rows:  # ASHA stopped it half way through its first epoch: nothing to select
+            assert optuna_trial.state == TrialState.PRUNED
+            continue
+        best_val_per_trial[trial] = max(r["val_macro_f1"] for r in rows)
         for checkpoint in checkpoints:  # resuming needs the optimizer state; after the last epoch nothing resumes
             with np.load(checkpoint / "predictions.npz") as npz:
                 last_epoch = int(npz["epoch"]) == config["epochs"]

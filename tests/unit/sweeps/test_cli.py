@@ -148,3 +148,33 @@ def test_device_gpu_on_a_private_ray_without_a_gpu_is_refused(run_cli, tmp_path,
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: --device gpu: this machine has no GPU") and "--device cpu" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_rungs_inside_epochs_are_planned_and_refused_where_an_epoch_has_too_few_batches(run_cli, tmp_path,
+                                                                                      goemotions_dir, tiny_bert):
+    """Every epoch must report --rungs-per-epoch times: the smoke budget's 64 train rows at batch size up to 32 are
+    two batches, room for 2 rungs and not for 3."""
+    result = run_cli(goemotions_raw, *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out", "--dry-run",
+                                                 "--rungs-per-epoch", "2"))
+    assert result.returncode == 0, result.stderr
+    assert "'rungs_per_epoch': 2" in result.stdout
+    assert ("trials report every 1/2 epoch (ASHA may stop a trial at each): inside an epoch on a fixed 32-row "
+            "validation subset, at its end on the whole split") in result.stdout
+
+    result = run_cli(goemotions_raw, *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out", "--rungs-per-epoch", "3"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --rungs-per-epoch 3: an epoch of 64 train rows at batch size 32 has 2 batches, too few for 3 rungs"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_cpu_budget_reports_four_times_an_epoch_where_the_training_split_has_room(run_cli, tmp_path,
+                                                                                     goemotions_dir, tiny_bert):
+    """The test files' 96 train rows: 6 batches of 16 hold the budget's 4 rungs, 3 batches of 32 only 3."""
+    result = run_cli(goemotions_raw, *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out", "--dry-run",
+                                                 "--budget", "cpu", "--batch-size", "16"))
+    assert result.returncode == 0, result.stderr
+    assert "'rungs_per_epoch': 4" in result.stdout and "trials report every 1/4 epoch" in result.stdout
+    small = run_cli(goemotions_raw, *sweep_args(goemotions_dir, tiny_bert, tmp_path / "out", "--dry-run",
+                                                "--budget", "cpu"))
+    assert small.returncode == 0 and "'rungs_per_epoch': 3" in small.stdout

@@ -10,8 +10,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from sweeps.searcher import CONFIRMATION_SLACK, CONFIRMATION_START_S, time_left_when_saved, StudySearcher
-from sweeps.studies import JOURNAL, METRIC, open_journal, Study
+from sweeps.searcher import time_left_when_saved, StudySearcher
+from sweeps.seed_price import CONFIRMATION_SLACK, CONFIRMATION_START_S
+from sweeps.studies import JOURNAL, METRIC, RUNG_METRIC, open_journal, Study
 from sweeps.tuning import pending_limit, PerStudyASHA, SearchEnd
 
 
@@ -312,3 +313,48 @@ def test_a_study_that_cannot_use_its_even_part_leaves_it_to_the_others(tmp_path)
     searcher = StudySearcher([small, large], tmp_path / JOURNAL, "tpe", seed=0, capacity=10)
     assert searcher.even_parts(["alpha", "beta"]) == {"beta": 2, "alpha": 32.0}  # (10 - 2) GPUs / 0.25
     assert searcher.startup("alpha") == 32 and searcher.startup("beta") == 20  # a tenth of its 200 trials
+
+
+def test_rungs_inside_epochs_are_curve_points_and_only_epoch_ends_value_and_time_a_trial(tmp_path):
+    """rungs_per_epoch 2: steps 1 and 3 are validation-subset scores (set higher than any epoch's here, as a small
+    subset may score), steps 2 and 4 the epochs' whole-split scores. The journal keeps every step; the trial's value,
+    the study's best and the seeds' price come from the epoch ends only."""
+    now = [1000.0]
+    alpha = Study("alpha", {"model": "alpha", "epochs": 2, "rungs_per_epoch": 2},
+                  {"lr": FloatDistribution(1e-5, 1e-3, log=True)}, num_samples=4, max_concurrent=1, cpus=1, gpus=0)
+    searcher = StudySearcher([alpha], tmp_path / JOURNAL, "random", seed=0, time_budget_s=600, confirm_seeds=1,
+                             clock=lambda: now[0])
+
+    def report(config: dict, step: int, score: float, seconds: float) -> dict:
+        """What the trainable reports: METRIC at epoch ends only, RUNG_METRIC at every rung."""
+        reported = {**result(config, step, score), RUNG_METRIC: score, "time_total_s": seconds}
+        return reported if step % 2 == 0 else {key: value for key, value in reported.items() if key != METRIC}
+
+    config = searcher.suggest("t0")
+    for step, score, seconds in ((1, 0.9, 10.0), (2, 0.5, 30.0), (3, 0.95, 40.0)):
+        searcher.on_trial_result("t0", report(config, step, score, seconds))
+    searcher.on_trial_complete("t0", report(config, 4, 0.6, 50.0))
+    # stopped by ASHA at its first rung: a result TPE learns from, with no epoch to select
+    searcher.on_trial_complete("t1", report(searcher.suggest("t1"), 1, 0.99, 10.0))
+
+    first, stopped = optuna.load_study(study_name="alpha", storage=open_journal(tmp_path / JOURNAL)).trials
+    assert first.state == TrialState.COMPLETE and first.value == 0.6
+    assert first.intermediate_values == {1: 0.9, 2: 0.5, 3: 0.95, 4: 0.6}
+    assert stopped.state == TrialState.PRUNED and stopped.intermediate_values == {1: 0.99}
+    assert searcher._counts["alpha"].best == 0.6 and searcher._counts["alpha"].finished == 2
+    # one seed of the 2-epoch configuration: its first epoch as measured (30 s), the second as long (20 s)
+    assert searcher.search_deadline() == pytest.approx(1600.0 - ((30 + 20) * CONFIRMATION_SLACK
+                                                                 + CONFIRMATION_START_S))
+
+
+def test_asha_in_rungs_cuts_a_trial_inside_its_first_epoch():
+    from ray.tune.experiment import Trial
+
+    scheduler = PerStudyASHA(max_t=2 * 4)  # 2 epochs of 4 rungs
+    scheduler.set_search_properties(RUNG_METRIC, "max")
+    trials = []
+    for trial_id, first_rung in (("good", 0.4), ("poor", 0.1)):
+        trials.append(Trial("sim", config={"study": "alpha"}, trial_id=trial_id, stub=True))
+        scheduler.on_trial_add(None, trials[-1])
+        decision = scheduler.on_trial_result(None, trials[-1], {"training_iteration": 1, RUNG_METRIC: first_rung})
+    assert decision == "STOP"  # a quarter epoch in, below the good trial's first rung
