@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune.execution.placement_groups import PlacementGroupFactory
+from ray.tune.logger import CSVLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.stopper import Stopper
 
@@ -126,12 +127,22 @@ def trial_dirname(trial) -> str:
     return f"{trial.config['study']}_{trial.trial_id}"
 
 
+class EpochProgressCSV(CSVLoggerCallback):
+    """Tune's progress.csv, one row per epoch as before rungs inside epochs: Tune takes its columns from a trial's
+    first result, and with rungs that is a rung's, which has none of the epoch's validation columns (they would
+    all be dropped). The rungs are in result.json and the journal. Passing it keeps Tune from adding its own."""
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        if METRIC in result:
+            super().log_trial_result(iteration, trial, result)
+
+
 def run_config(experiment_dir: Path, callbacks: list, max_failures: int, verbose: bool) -> tune.RunConfig:
     """Where the experiment lives, what it keeps and how often a crashed trial is retried (search and
     confirmation phases alike). One checkpoint per trial: its best epoch, plus the latest while it runs. Tune's
     own status tables only with --verbose: the sweep prints a line per trial event instead (sweeps/console.py)."""
     return tune.RunConfig(
-        name=experiment_dir.name, storage_path=str(experiment_dir.parent), callbacks=callbacks,
+        name=experiment_dir.name, storage_path=str(experiment_dir.parent), callbacks=[*callbacks, EpochProgressCSV()],
         verbose=1 if verbose else 0,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
                                                 checkpoint_score_order="max"),

@@ -78,6 +78,9 @@ def test_tpe_sweep_with_asha_wandb_and_analysis(tpe, tiny_bert):
         assert all("rung_score" in r for r in reports)
         rows = [r for r in reports if "val_score" in r]
         assert all(r["rung_score"] == r["val_score"] for r in rows)
+        if rows:  # progress.csv: the epochs, with their columns
+            progress = (trial / "progress.csv").read_text().splitlines()
+            assert len(progress) == 1 + len(rows) and "val_score" in progress[0].split(",")
         optuna_trial = next(t for t in studies[model].trials if t.user_attrs["tune_trial_id"] in trial.name)
         assert optuna_trial.intermediate_values == {r["training_iteration"]: r["rung_score"] for r in reports}
         if optuna_trial.state == TrialState.COMPLETE:
