@@ -149,6 +149,12 @@ def generation_columns(arrays: dict) -> dict:
     return row
 
 
+def epochs_run(last: dict) -> int | float:
+    """The epochs a trial trained: whole, or a fraction where ASHA stopped it at a rung inside an epoch."""
+    epochs = float(last.get("epoch", last.get("training_iteration", 0)))
+    return int(epochs) if epochs.is_integer() else epochs
+
+
 def trial_run(trial: Trial) -> SeedRun | None:
     """The trial's best checkpoint as a table row, with its saved predictions."""
     if trial.damaged:
@@ -168,7 +174,7 @@ def trial_run(trial: Trial) -> SeedRun | None:
         "val_score": scores[f"val_{metric}"],
         **generation_columns(arrays),
         "best_epoch": int(arrays["epoch"]),
-        "epochs_run": float(trial.last.get("epoch", trial.last.get("training_iteration", 0))),  # 1.25: stopped at a rung
+        "epochs_run": epochs_run(trial.last),
         "wall_s": round(float(trial.last.get("time_total_s", 0.0)), 1),
         "config": searched,
         "config_seed": trial.config.get("seed"),
