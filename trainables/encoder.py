@@ -54,6 +54,7 @@ from trainables.data import EmotionData, preprocess
 from trainables.device import autocast_dtype, dtype_name, seed_trial, trial_device, trial_resources
 from trainables.metrics import validation_scores
 from trainables.models import TrialCost
+from trainables.optimizers import build_optimizer, clip_grad_norm_
 from trainables.rungs import RUNG_METRIC, rung_ends, rung_subset, rung_subset_rows
 
 # transformers draws a progress bar each time a trial loads or saves weights ("Loading weights", "Writing model
@@ -77,10 +78,9 @@ DEFAULTS = {
     "pos_weight_clip": 30.0,
     "thresholds": "exact",  # exact | optuna
     "metric": "macro_f1",  # macro_f1 | micro_f1 | jaccard: thresholds are tuned for it; reported as val_score
-    # The word-embedding matrix is half of a small encoder's weights (MiniLM: 11.7M of 22.7M) but only the rows of
-    # a batch's tokens get a gradient; training it still costs a dense gradient, its norm and an AdamW update of
-    # every row at every step. Frozen, those go.
-    "freeze_word_embeddings": False,
+    # dense | sparse | frozen: how the word-embedding matrix trains, half of a small encoder's weights (MiniLM: 11.7M
+    # of 22.7M) of which a batch touches a few hundred rows (trainables/optimizers.py)
+    "word_embedding_updates": "dense",
     # On a CPU with native bf16 (AMX, AVX512-BF16) the training steps run under bf16 autocast, as on Ampere GPUs:
     # 1.6x the examples/s at the same F1 (docs/benchmarks.md). The weights stay fp32, and so do predictions (on GPUs
     # too), so the saved probabilities are what the fp32 model gives anywhere. Ignored by the qat variant (fp32 on
@@ -405,29 +405,8 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
         loss_fn = torch.nn.CrossEntropyLoss()
 
     # Optimizer: the head is everything outside the pretrained body, with its own learning rate. QLoRA trains
-    # only the adapters (at lora_lr) and the head.
-    if config["freeze_word_embeddings"]:
-        model.get_input_embeddings().weight.requires_grad_(False)
-    body_ids = {id(p) for p in model.base_model.parameters()} if not qlora else set()
-    groups = {"body": [], "head": [], "no_decay": []}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if "modules_to_save" in name or (not qlora and id(param) not in body_ids):
-            groups["head"].append(param)
-        elif param.ndim < 2:  # biases and LayerNorm weights are not decayed
-            groups["no_decay"].append(param)
-        else:
-            groups["body"].append(param)
-    body_lr = config["lora_lr"] if qlora else config["lr"]
-    # fused: one kernel over every tensor. torch's default AdamW on CPU loops over the ~100 tensors in Python, at
-    # about 4x the cost (MiniLM, 1 thread: 121 against 26 ms a step, about a third of a training step); the HF
-    # Trainer uses the fused kernel by default since torch 2.8.
-    optimizer = torch.optim.AdamW([
-        {"params": groups["body"], "lr": body_lr, "weight_decay": config["weight_decay"]},
-        {"params": groups["no_decay"], "lr": body_lr, "weight_decay": 0.0},
-        {"params": groups["head"], "lr": config["head_lr"], "weight_decay": config["weight_decay"]},
-    ], fused=True)
+    # only the adapters (at lora_lr) and the head. The word embeddings train densely, sparsely or not at all.
+    optimizer = build_optimizer(model, config, qlora)
     epochs = int(config["epochs"])
     steps_per_epoch = math.ceil(len(train_ids) / int(config["batch_size"]))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config["warmup_ratio"] * steps_per_epoch * epochs),
@@ -462,7 +441,7 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config["grad_clip"])
+            clip_grad_norm_(optimizer, config["grad_clip"])
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
