@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from trainables import atomic
-from trainables.data import PREPROCESS_CHOICES
+from trainables.tweets import PREPROCESS_CHOICES
 
 DECISION_FILE = "decision.json"
 FORMAT = "emotion-sweep decision rule, version 1"

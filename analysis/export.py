@@ -171,7 +171,7 @@ def merged_qlora_encoder(config: dict, saved: Path, label_names: list[str], mult
     from bitsandbytes.nn import Linear4bit
     from peft import PeftModel
 
-    from trainables.encoder import four_bit_body, from_pretrained_quietly
+    from trainables.encoder_model import four_bit_body, from_pretrained_quietly
 
     with warnings.catch_warnings():  # bitsandbytes warns that CPU 4-bit is slow: it runs once, here
         warnings.simplefilter("ignore")

@@ -43,7 +43,7 @@ from analysis.checks import (CheckError, OneLineParser, load_classifier, model_d
                              quiet_transformers)
 from analysis.decision import DECISION_FILE, Decision, DecisionError, average, read_decision
 from trainables import atomic
-from trainables.data import preprocess
+from trainables.tweets import preprocess
 
 TEXT_COLUMNS = ("text", "tweet", "sentence")
 FORMATS = ("text", "csv", "tsv", "jsonl")

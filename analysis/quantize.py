@@ -45,8 +45,10 @@ from analysis.decision import decide
 from analysis.inference import LIBRARIES, predict_probs, quantize_int8
 from analysis.trials import ExperimentError, best_per_model, evaluate, print_or_fail, read_json, read_trials
 from trainables import atomic
-from trainables.data import DataError, EmotionData, load_sweep_data, preprocess
-from trainables.encoder import DEFAULTS, collate, load_encoder
+from trainables.data import DataError, EmotionData, load_sweep_data
+from trainables.tweets import preprocess
+from trainables.encoder import DEFAULTS, collate
+from trainables.encoder_model import load_encoder
 from trainables.metrics import choose_thresholds
 
 BATCH_SIZE = 32

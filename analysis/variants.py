@@ -27,7 +27,7 @@ from analysis.quantize import (BATCH_SIZE, best_trials_to_serve, check_same_rows
                                size_mb, timing_flags_problem)
 from analysis.trials import ExperimentError, evaluate, print_or_fail
 from trainables import atomic
-from trainables.data import EmotionData
+from trainables.splits import EmotionData
 from trainables.encoder import collate
 
 # The forms each trained variant is served as, in table order.

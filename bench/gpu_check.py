@@ -131,7 +131,8 @@ def encoder_precision_check(source: str, revision: str | None, data: EmotionData
     trains, on `device`: are the losses finite and falling, how fast, how much memory."""
     from transformers import AutoTokenizer
 
-    from trainables.encoder import collate, length_grouped_batches, load_encoder
+    from trainables.encoder import collate, length_grouped_batches
+    from trainables.encoder_model import load_encoder
 
     tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -18,7 +18,8 @@ from optuna.distributions import FloatDistribution as Float
 
 from sweeps.experiment import Budget, Experiment, encoder_search_space
 from sweeps.run import main
-from trainables.encoder import VARIANTS, param_applies
+from trainables.encoder import param_applies
+from trainables.encoder_model import VARIANTS
 
 
 def search_space(budget: Budget) -> dict:

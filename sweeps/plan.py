@@ -204,7 +204,7 @@ def size_trials(model: ResolvedModel, cluster: Cluster, on_gpu: bool, *, batch_s
     the share of its memory the trial holds (full fine-tuning; `decoder`: QLoRA), of the smallest GPU the
     trial may land on where the cluster says, else of a REFERENCE_GPU_MEMORY_GB one. Its activations are
     16-bit (autocast), or twice that where the trials train in fp32: `fp32_activations` (the qat variant,
-    trainables/encoder.py train_dtype), or a `decoder` that may land on a GPU older than Ampere
+    trainables/encoder_model.py train_dtype), or a `decoder` that may land on a GPU older than Ampere
     (trainables/decoder.py decoder_dtype). `gpus_per_trial` and `cpus_per_trial` override it; either one that
     no node of the cluster can hold, or a trial whose memory no GPU of the cluster holds, is a ClusterError
     naming the flag (Ray would queue such trials forever)."""

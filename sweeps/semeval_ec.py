@@ -14,7 +14,7 @@ from optuna.distributions import CategoricalDistribution as Choice
 
 from sweeps.experiment import Budget, Experiment, encoder_search_space
 from sweeps.run import main
-from trainables.data import PREPROCESS_CHOICES
+from trainables.tweets import PREPROCESS_CHOICES
 
 
 def search_space(budget: Budget) -> dict:

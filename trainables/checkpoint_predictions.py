@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from trainables import atomic
-from trainables.data import EmotionData
+from trainables.splits import EmotionData
 from trainables.device import seed_trial, trial_device
 
 

@@ -1,70 +1,20 @@
-"""Emotion datasets: one registry entry per dataset, loaders for the hub and for the release files.
-
-Every loader returns an `EmotionData`: label names, the label scheme, and train/validation/test splits of
-texts + labels (multi-hot float32 for multi-label, class ids for single-label). Local files are validated
-line by line so bad input fails with `file:line: field: problem` before any trial starts; a hub repo that
-cannot be read, or whose columns and class names are not the dataset's, fails with one line too.
-"""
+"""Emotion datasets: one registry entry per dataset (`DATASETS`), each read from its release files (here, validated
+line by line so bad input fails with `file:line: field: problem` before any trial starts) or from the hub
+(trainables/hub_data.py). Every loader returns an `EmotionData` (trainables/splits.py): label names, the label
+scheme, and train/validation/test splits of texts + labels (multi-hot float32 for multi-label, class ids for
+single-label)."""
 from __future__ import annotations
 
-import html
 import re
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-
-class DataError(ValueError):
-    """Bad input data; the message names file:line and the field."""
-
-
-@dataclass
-class Split:
-    texts: list[str]
-    labels: np.ndarray | None  # (N, C) float32 multi-hot, or (N,) int64 class ids; None when withheld
-    ids: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def subsample(self, n: int | None, seed: int) -> "Split":
-        """A seeded random subset of n rows (kept in their original order); all rows when n is None."""
-        if n is None or n >= len(self):
-            return self
-        keep = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
-        return Split(
-            texts=[self.texts[i] for i in keep],
-            labels=None if self.labels is None else self.labels[keep],
-            ids=[self.ids[i] for i in keep] if self.ids else [],
-        )
-
-
-@dataclass
-class EmotionData:
-    name: str
-    label_names: list[str]
-    multi_label: bool
-    train: Split
-    validation: Split
-    test: Split
-    note: str = ""  # what loading did to the rows (e.g. how many rows a single-label rule kept)
-    revision: str | None = None  # the hub commit the rows were read at; None: release files or a local repo
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.label_names)
-
-    def subsample(self, train_rows: int | None, val_rows: int | None, test_rows: int | None,
-                  seed: int) -> "EmotionData":
-        """Seeded subsets of the labelled splits. An unlabelled test split (E-c's, predicted for a leaderboard) is
-        always kept whole: a prediction file must cover every test row, whatever the budget."""
-        test = self.test if self.test.labels is None else self.test.subsample(test_rows, seed + 2)
-        return replace(self, train=self.train.subsample(train_rows, seed),
-                       validation=self.validation.subsample(val_rows, seed + 1), test=test)
-
+from trainables.hub_data import (PARQUET_EXPORT, HubDataset, hub_class_ids, hub_class_names, hub_data_error, hub_ids,
+                                 hub_texts, load_hub_splits)
+from trainables.splits import DataError, EmotionData, Split
 
 BOM = "\ufeff"
 
@@ -109,131 +59,6 @@ def _check_names(path: Path, names: list[str], field_name: str) -> None:
         if name in first_seen:
             raise DataError(f"{path}:{number}: {field_name}: duplicate {name!r} (first on line {first_seen[name]})")
         first_seen[name] = number
-
-
-# --- The hub: `datasets.load_dataset` at a pinned commit -------------------------------------------------
-
-PARQUET_EXPORT = "refs/convert/parquet"
-HUB_SPLITS = ("train", "validation", "test")
-
-
-@dataclass(frozen=True)
-class HubDataset:
-    """Where a dataset lives on the Hugging Face Hub. `branch` is what the loader pins to a commit: `main`, or
-    the hub's own Parquet export (PARQUET_EXPORT: one folder per config, one per split inside) for a repo whose
-    main branch is a loading script, which datasets 5 refuses to run."""
-    repo_id: str
-    config: str
-    branch: str = "main"
-
-    def __str__(self) -> str:
-        return f"{self.repo_id}/{self.config}" + ("" if self.branch == "main" else f"@{self.branch}")
-
-
-DATA_DIR_HINT = "(or pass --data-dir with the release files)"
-
-
-def hub_data_error(source: HubDataset, problem: str) -> DataError:
-    return DataError(f"{source}: {problem} {DATA_DIR_HINT}")
-
-
-def load_hub_splits(source: HubDataset, columns: tuple[str, ...], revision: str | None,
-                    repo: str | None) -> tuple[dict, str | None]:
-    """The train/validation/test splits of `source` (each a `datasets.Dataset` holding `columns`) and the
-    commit they were read at.
-
-    `revision` is a commit to read (the one a sweep recorded); None reads the commit `source.branch` points to
-    now, or the one the local HF cache recorded when the hub is unreachable. `repo` replaces the hub repo id
-    with a local directory in the repo's layout (a mirror on disk, or a test's fixture), read by the same
-    `datasets` code; a directory has no commit (None)."""
-    import datasets
-    import yaml
-
-    from trainables.hub import HubError, commit_sha, one_line
-
-    repo = repo or source.repo_id
-    local = Path(repo).is_dir()
-    if local:
-        revision = None
-    elif revision is None:
-        try:
-            revision = commit_sha(repo, "dataset", source.branch)
-        except HubError as error:
-            raise DataError(f"{error} {DATA_DIR_HINT}") from None
-    where = {"data_dir": source.config} if source.branch == PARQUET_EXPORT else {"name": source.config}
-    try:
-        if local:
-            # `datasets` caches a directory's splits by its name and config alone: a changed directory, or another
-            # one with the same name, would load the rows cached from the first. So a directory is read afresh,
-            # into memory, through a cache of its own that goes once read.
-            with tempfile.TemporaryDirectory(prefix="hub-dir-") as cache:
-                loaded = datasets.load_dataset(repo, **where, cache_dir=cache, keep_in_memory=True)
-        else:
-            loaded = datasets.load_dataset(repo, revision=revision, **where)
-    except (OSError, ValueError, RuntimeError, TypeError, yaml.YAMLError, datasets.exceptions.DatasetsError) as error:
-        # TypeError and YAMLError: what `datasets` raises for a README.md whose YAML header is malformed
-        raise hub_data_error(source, one_line(error)) from None
-    for split in HUB_SPLITS:
-        if split not in loaded:
-            raise hub_data_error(source, f"no {split} split (found: {', '.join(loaded)})")
-        missing = [column for column in columns if column not in loaded[split].column_names]
-        if missing:
-            raise hub_data_error(source, f"{split} split: missing column(s) {', '.join(missing)} "
-                                         f"(found: {', '.join(loaded[split].column_names)})")
-    return {split: loaded[split] for split in HUB_SPLITS}, revision
-
-
-def hub_class_names(source: HubDataset, split, column: str, expected: tuple[str, ...]) -> list[str]:
-    """The class names of a ClassLabel column (or of a list of ClassLabels), checked against the dataset's."""
-    feature = split.features[column]
-    names = getattr(getattr(feature, "feature", feature), "names", None)
-    if names is None:
-        raise hub_data_error(source, f"column {column}: not class labels ({feature})")
-    if len(names) != len(expected):
-        raise hub_data_error(source, f"column {column}: {len(names)} classes, expected {len(expected)}")
-    wrong = [f"class {i} is {found!r}, expected {wanted!r}"
-             for i, (found, wanted) in enumerate(zip(names, expected)) if found != wanted]
-    if wrong:
-        raise hub_data_error(source, f"column {column}: {'; '.join(wrong)}")
-    return names
-
-
-def hub_texts(source: HubDataset, name: str, split, column: str) -> list[str]:
-    """A split's text column; an empty or missing text is an error, as in the release files (rows count
-    from 0, as `split[row]` does)."""
-    texts = list(split[column])
-    for row, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise hub_data_error(source, f"{name} split: row {row}: {column}: empty")
-    return texts
-
-
-def hub_ids(source: HubDataset, name: str, split, column: str) -> list[str]:
-    """A split's id column: non-empty and unique, as in the release files."""
-    ids, first_seen = list(split[column]), {}
-    for row, value in enumerate(ids):
-        if not isinstance(value, str) or not value.strip():
-            raise hub_data_error(source, f"{name} split: row {row}: {column}: empty")
-        if value in first_seen:
-            raise hub_data_error(source, f"{name} split: row {row}: {column}: duplicate {value!r} "
-                                         f"(first in row {first_seen[value]})")
-        first_seen[value] = row
-    return ids
-
-
-def hub_class_ids(source: HubDataset, name: str, split, column: str, num_labels: int) -> list[list[int]]:
-    """A ClassLabel column (or list of ClassLabels) as lists of class ids, each in range: Parquet does not
-    enforce the range, and -1 would index the last class silently. A row needs at least one class."""
-    rows = list(split[column])
-    for row, value in enumerate(rows):
-        ids = value if isinstance(value, list) else [value]
-        if not ids:
-            raise hub_data_error(source, f"{name} split: row {row}: {column}: none")
-        for class_id in ids:
-            if not isinstance(class_id, int) or not 0 <= class_id < num_labels:
-                raise hub_data_error(source, f"{name} split: row {row}: {column}: {class_id!r} is not a class id "
-                                             f"in 0..{num_labels - 1}")
-    return [value if isinstance(value, list) else [value] for value in rows]
 
 
 # --- GoEmotions (release format: text<TAB>label ids<TAB>comment id, no header) ---------------------------
@@ -505,38 +330,6 @@ def load_emotion6_hub(revision: str | None = None, repo: str | None = None) -> E
                                                                     len(label_names))], dtype=np.int64))
               for name, split in loaded.items()}
     return EmotionData("emotion6", label_names, multi_label=False, revision=revision, **splits)
-
-
-# --- Tweet normalisation (a searchable trial setting: config["preprocess"]) ------------------------------
-
-URL = re.compile(r"https?://\S+|www\.\S+")
-MENTION = re.compile(r"@\w+")
-HASHTAG = re.compile(r"#(\w+)")
-CAMEL_CASE = re.compile(r"(?<=[a-z])(?=[A-Z])")
-
-
-def normalise_tweet(text: str) -> str:
-    """Links → `http` and @mentions → `@user` (the TweetEval / twitter-roberta convention), a hashtag → its
-    words (#LoveWins → Love Wins), emoji → their names (😂 → face with tears of joy, so word-piece vocabularies
-    that map emoji to [UNK] still see them), HTML entities unescaped, whitespace collapsed."""
-    import emoji
-
-    text = html.unescape(text)
-    text = URL.sub("http", text)
-    text = MENTION.sub("@user", text)
-    text = HASHTAG.sub(lambda match: CAMEL_CASE.sub(" ", match.group(1)), text)
-    text = emoji.replace_emoji(text, replace=lambda _, info: f" {info['en'].strip(':').replace('_', ' ')} ")
-    return " ".join(text.split())
-
-
-PREPROCESSORS: dict[str, Callable[[str], str]] = {"tweet": normalise_tweet}
-PREPROCESS_CHOICES = ("none", *PREPROCESSORS)
-
-
-def preprocess(texts: list[str], mode: str) -> list[str]:
-    if mode == "none":
-        return texts
-    return [PREPROCESSORS[mode](text) for text in texts]
 
 
 # --- Registry ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Label sets as text for decoders: prompt templates, the target answer, and the parser back to a label set.
+"""Label sets as text for decoders: prompt templates, the target answer, the parser back to a label set, and how a
+trial turns texts and answers into token ids (`text_encoding`).
 
 A template is plain text with a `{text}` slot (where the example goes) and optionally `{labels}` (the label
 names, comma-separated). Templates named in CHAT_TEMPLATES are the user turn of the model's own chat
@@ -14,6 +15,10 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from trainables.splits import EmotionData
 
 NONE_ANSWER = "none"
 TEMPLATES = {
@@ -83,3 +88,51 @@ def parse_answer(answer: str, label_names: list[str]) -> tuple[list[int], bool]:
         if match is not None:
             found[lowered.index(match)] = 1
     return found, said_none or any(found)
+
+
+def prompt_parts(tokenizer, template: str, label_names: list[str]) -> tuple[list[int], str, list[int], str]:
+    """(ids before the text, what goes before the text, ids after it, what goes before the answer).
+
+    The template is split at its text slot and each part tokenized once, so the text alone is truncated
+    and the template is never cut. A space at the seam moves onto the following word, as BPE expects.
+    """
+    text = template_text(template).replace("{labels}", ", ".join(label_names))
+    chat = template in CHAT_TEMPLATES
+    if chat:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    prefix, suffix = text.split(TEXT_SLOT, 1)
+    text_lead = " " if prefix.endswith(" ") else ""
+    prefix_ids = tokenizer(prefix.removesuffix(" "), add_special_tokens=not chat)["input_ids"]
+    suffix_ids = tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    answer_lead = "" if not suffix or suffix[-1].isspace() else " "
+    return prefix_ids, text_lead, suffix_ids, answer_lead
+
+
+@dataclass
+class TextEncoding:
+    """How a trial turns texts into the model's inputs: `encode` (generation: a prompt around each text; head: the
+    text alone) and, in generation mode, each training row's answer, each label name's tokens as an answer starts
+    them (what likelihood scoring scores), and the cap on generated tokens (the longest training answer's)."""
+    encode: Callable[[list[str]], list[list[int]]]
+    answers: list[list[int]] = field(default_factory=list)
+    label_ids: list[list[int]] = field(default_factory=list)
+    max_new_tokens: int = 0
+
+
+def text_encoding(config: dict, tokenizer, data: EmotionData) -> TextEncoding:
+    if config["mode"] == "head":
+        return TextEncoding(
+            lambda texts: tokenizer(texts, truncation=True, max_length=int(config["max_length"]))["input_ids"])
+    prefix_ids, text_lead, suffix_ids, answer_lead = prompt_parts(tokenizer, config["template"], data.label_names)
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        ids = tokenizer([text_lead + text for text in texts], add_special_tokens=False, truncation=True,
+                        max_length=int(config["max_length"]))["input_ids"]
+        return [prefix_ids + row + suffix_ids for row in ids]
+
+    answers = [tokenizer(answer_lead + answer_text(row, data.label_names), add_special_tokens=False)["input_ids"]
+               + [tokenizer.eos_token_id] for row in data.train.labels]
+    label_ids = [tokenizer(answer_lead + name, add_special_tokens=False)["input_ids"] for name in data.label_names]
+    return TextEncoding(encode, answers, label_ids,
+                        min(int(config["max_new_tokens"]), max(len(answer) for answer in answers) + 1))

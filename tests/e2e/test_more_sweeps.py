@@ -14,7 +14,8 @@ import pytest
 from tests.helpers.data import write_emotion6, write_goemotions, write_semeval_ec
 from tests.helpers.models import build_tiny_bert
 from tests.helpers.sweeps import REPO, run_sweep
-from trainables.data import load_dataset, normalise_tweet, read_semeval_ec
+from trainables.data import load_dataset, read_semeval_ec
+from trainables.tweets import normalise_tweet
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from tests.helpers.data import write_emotion6
 from tests.helpers.models import build_tiny_bert
 from tests.helpers.sweeps import run_sweep
 from trainables.data import load_dataset
-from trainables.encoder import fake_quantize_linears
+from trainables.encoder_model import fake_quantize_linears
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from sweeps.plan import size_trials
 from tests.helpers.sweeps import REPO
 from tests.helpers.data import write_emotion6
 from trainables.device import SIMULATED_GPUS_ENV, NoCudaError, autocast_dtype, trial_device
-from trainables.encoder import VARIANTS
+from trainables.encoder_model import VARIANTS
 from trainables.gpu_memory import CUDA_CONTEXT_GB, memory_fraction
 from trainables.models import MODELS, ResolvedModel, compute_profile, params_m_from_config
 

@@ -7,7 +7,8 @@ from transformers import AutoTokenizer
 
 from sweeps.run import shared_tokenization
 from sweeps.studies import Study
-from trainables.data import load_dataset, preprocess
+from trainables.data import load_dataset
+from trainables.tweets import preprocess
 from trainables.encoder import length_grouped_batches, token_rows, tokenization_key
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from tests.helpers.data import (EC_CASES, EMOTION6_CASES, replace_line, semeval_ec_rows, write_emotion6,
                                 write_goemotions, write_semeval_ec)
-from trainables.data import DATASETS, EMOTION6_LABELS, SEMEVAL_EC_LABELS, DataError, load_dataset, normalise_tweet
+from trainables.data import DATASETS, EMOTION6_LABELS, SEMEVAL_EC_LABELS, DataError, load_dataset
+from trainables.tweets import normalise_tweet
 
 
 def test_goemotions_loads_multi_hot_labels_with_quotes_emoji_and_masks(goemotions_dir):

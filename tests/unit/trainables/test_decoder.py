@@ -73,7 +73,8 @@ def test_answer_text_lists_labels_in_dataset_order_or_none():
 
 
 def test_prompt_truncates_the_text_and_keeps_the_template(tiny_qwen):
-    from trainables.decoder import load_tokenizer, prompt_parts
+    from trainables.decoder import load_tokenizer
+    from trainables.labels_text import prompt_parts
 
     tokenizer = load_tokenizer(str(tiny_qwen))
     prefix, lead, suffix, answer_lead = prompt_parts(tokenizer, "plain", SEMEVAL_LABELS)
@@ -101,7 +102,7 @@ def test_setup_problems_are_one_line_reasons(tiny_qwen, tmp_path, goemotions_dir
 def test_likelihood_scores_equal_summed_log_probs(tiny_qwen, label_chunk):
     """Chunked scoring from one prompt pass and its cache equals scoring each label with a full forward pass of
     prompt + label, whatever the chunk size (one label at a time, uneven chunks, all labels at once)."""
-    from trainables.decoder import label_log_likelihoods
+    from trainables.decoder_scoring import label_log_likelihoods
 
     model = load_4bit_lora(tiny_qwen)
     assert type(model.base_model.model.model.layers[0].self_attn.q_proj.base_layer).__name__ == "Linear4bit"
@@ -138,7 +139,7 @@ def test_likelihood_scoring_memory_does_not_grow_with_the_label_count():
     the cache to every label did) needs several times more, so the measurement would see the difference."""
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from trainables.decoder import label_log_likelihoods
+    from trainables.decoder_scoring import label_log_likelihoods
 
     torch.manual_seed(0)
     model = Qwen3ForCausalLM(Qwen3Config(

@@ -17,7 +17,7 @@ from trainables import encoder
 from trainables.data import load_dataset
 from trainables.decoder import decoder_dtype
 from trainables.device import DETERMINISTIC_CUBLAS_WORKSPACE, autocast_dtype
-from trainables.encoder import train_dtype
+from trainables.encoder_model import train_dtype
 
 CUDA, CPU = torch.device("cuda", 0), torch.device("cpu")
 AMPERE, HOPPER, TURING, VOLTA = (8, 0), (9, 0), (7, 5), (7, 0)

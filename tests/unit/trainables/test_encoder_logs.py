@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from tests.helpers.sweeps import NOISE
-from trainables.encoder import from_pretrained_quietly
+from trainables.encoder_model import from_pretrained_quietly
 
 
 def test_a_new_head_loads_silently(tiny_bert, capfd, caplog):
@@ -26,9 +26,9 @@ def test_a_body_weight_missing_from_the_checkpoint_still_warns(tiny_bert, tmp_pa
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
     missing = "bert.encoder.layer.0.attention.self.query.weight"
     model.save_pretrained(tmp_path, state_dict={k: v for k, v in model.state_dict().items() if k != missing})
-    with caplog.at_level(logging.WARNING, logger="trainables.encoder"):
+    with caplog.at_level(logging.WARNING, logger="trainables.encoder_model"):
         loaded = from_pretrained_quietly(tmp_path, num_labels=28, ignore_mismatched_sizes=True)
-    [record] = [r for r in caplog.records if r.name == "trainables.encoder"]
+    [record] = [r for r in caplog.records if r.name == "trainables.encoder_model"]
     assert missing in record.getMessage() and "\n" not in record.getMessage()
     assert "1 weights of the model body" in record.getMessage()
     assert not torch.equal(loaded.state_dict()[missing], model.state_dict()[missing])

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from tests.helpers.data import write_emotion6
-from trainables import encoder
+from trainables import encoder_model
 from trainables.data import load_dataset
-from trainables.encoder import (FAKE_QUANT_STATE, four_bit_in_fp32, load_encoder, loss_value, predict,
-                                predict_test_split, save_model, tokenize_splits, token_rows)
+from trainables.encoder import loss_value, predict, predict_test_split, tokenize_splits, token_rows
+from trainables.encoder_model import FAKE_QUANT_STATE, four_bit_in_fp32, load_encoder, save_model
 
 
 def test_every_qat_buffer_moves_with_the_model(tiny_bert):
@@ -77,7 +77,7 @@ def test_a_bf16_qlora_body_predicts_in_fp32_as_its_export_does(tiny_bert, tmp_pa
 
     data = load_dataset("emotion6", write_emotion6(tmp_path / "e6", sizes=(12, 6, 6)))
     config = {"model_source": str(tiny_bert), "variant": "qlora"}
-    monkeypatch.setattr(encoder, "body_dtype", lambda device: torch.bfloat16)
+    monkeypatch.setattr(encoder_model, "body_dtype", lambda device: torch.bfloat16)
     torch.manual_seed(0)
     model = load_encoder(config, data, torch.device("cpu"))
     assert {p.dtype for p in model.parameters() if p.dtype != torch.uint8} == {torch.float32}  # NF4 packs in uint8

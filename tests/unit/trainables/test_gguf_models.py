@@ -112,8 +112,8 @@ def test_second_resolve_reuses_the_folder_without_converting(converted):
 
 
 def test_decoder_trainable_accepts_the_converted_model(converted):
-    from trainables.decoder import load_tokenizer, prompt_parts, setup_problem
-    from trainables.labels_text import TEMPLATES
+    from trainables.decoder import load_tokenizer, setup_problem
+    from trainables.labels_text import TEMPLATES, prompt_parts
 
     source = converted.resolved.source
     assert setup_problem(source, ["generation", "head"], list(TEMPLATES), [8]) is None
