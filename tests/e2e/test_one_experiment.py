@@ -120,17 +120,19 @@ def test_asha_rungs_are_per_study_and_stopped_trials_are_pruned(tmp_path, goemot
 def test_time_budget_ends_the_sweep_and_the_analysis_runs(tmp_path, tiny_bert):
     """The search ends when what is left of the budget is what the confirmation seed of the best configuration
     takes (priced from that trial's epochs), cutting the trials still running; the seed then trains all its
-    epochs within the budget."""
+    epochs within the budget. The budget counts from the driver's start, Ray's start included, so it must hold Ray's
+    start, a trial's first epoch and the seed's price even when the other test process loads the machine: 60 s
+    (with 45 s and 3 epochs, a loaded run left the seed 12 s after Ray's start and a first 6.5-s epoch)."""
     data = write_goemotions(tmp_path / "data", sizes=(600, 48, 48))
     started = time.time()
     result = run_sweep("goemotions_raw.py", "--data-dir", str(data), "--models", str(tiny_bert), "--budget", "smoke",
-                       "--epochs", "3", "--train-rows", "600", "--num-samples", "500", "--search", "random",
-                       "--scheduler", "none", "--time-budget", "45s", "--confirm-seeds", "1", "--storage",
+                       "--epochs", "2", "--train-rows", "600", "--num-samples", "500", "--search", "random",
+                       "--scheduler", "none", "--time-budget", "60s", "--confirm-seeds", "1", "--storage",
                        str(tmp_path), "--name", "budget", "--no-dashboard")
     assert result.returncode == 0, result.stderr[-3000:]
-    [ends] = re.findall(r"time budget 45s: trials stop by (\d\d:\d\d:\d\d)", result.stdout)
+    [ends] = re.findall(r"time budget 1m: trials stop by (\d\d:\d\d:\d\d)", result.stdout)
     deadline = datetime.combine(date.fromtimestamp(started), datetime.strptime(ends, "%H:%M:%S").time()).timestamp()
-    assert started + 45 <= deadline <= started + 45 + 30  # the budget counts from the driver's start
+    assert started + 60 <= deadline <= started + 60 + 30  # the budget counts from the driver's start
     sweep_dir = tmp_path / "budget"
     rows = [row for trial in trial_dirs(sweep_dir) for row in results(trial)]
     assert rows, "no trial finished an epoch inside the budget (Ray's start took it all): nothing was cut short"
@@ -145,5 +147,5 @@ def test_time_budget_ends_the_sweep_and_the_analysis_runs(tmp_path, tiny_bert):
     [seed] = [trial for trial in trial_dirs(sweep_dir)
               if json.loads((trial / "params.json").read_text()).get("confirm_of")]
     seed_rows = results(seed)
-    assert [row["training_iteration"] for row in seed_rows] == [1, 2, 3]  # all its epochs, not cut
+    assert [row["training_iteration"] for row in seed_rows] == [1, 2]  # all its epochs, not cut
     assert seed_rows[-1]["timestamp"] <= deadline + 2
