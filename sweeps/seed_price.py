@@ -11,8 +11,11 @@ from sweeps.studies import Study
 
 # What the confirmation phase costs beyond its trials' own epochs: a new Tuner starting its trial processes
 # (importing torch and transformers) and the seeds' epochs running a little slower than the measured ones; the
-# price of the seeds is padded by both, since a seed the time budget cuts short is a seed lost.
-CONFIRMATION_START_S = 20.0
+# price of the seeds is padded by both, since a seed the time budget cuts short is a seed lost. The search's best
+# trial usually ran in a reused worker, so its measured first epoch has no imports in it; on a 2-core machine
+# loaded by a second sweep the new Tuner took 10 s to start its seed and the imports another 10 s inside its first
+# epoch: 30 s covers that, a sixtieth of a 30-minute budget.
+CONFIRMATION_START_S = 30.0
 CONFIRMATION_SLACK = 1.05
 
 
