@@ -37,6 +37,11 @@ MODEL_DEFAULTS = {
     "lora_r": 16,  # qlora: the adapters' rank, scale and dropout
     "lora_alpha": 32,
     "lora_dropout": 0.1,
+    # the body's and head's dropout probability (every nn.Dropout outside the LoRA adapters); None keeps the
+    # checkpoint's own (0.1 for every encoder here). On CPU, dropout's random masks are drawn one number at a time
+    # on one thread, ~3 ms for a [32, 40, 384] activation against 0.05 ms for a multiply: 15-18% of a MiniLM
+    # bf16 training step (docs/benchmarks.md)
+    "dropout": None,
 }
 VARIANTS = ("baseline", "qat", "qlora")
 # The attention input projections QLoRA adapts, as the BERT family, DistilBERT and newer encoders name them.
@@ -66,6 +71,24 @@ def head_modules(model: torch.nn.Module) -> list[str]:
              if name != model.base_model_prefix and any(True for _ in child.parameters())]
     pooler = getattr(model.base_model, "pooler", None)
     return names + ["pooler"] if pooler is not None and any(True for _ in pooler.parameters()) else names
+
+
+def attention_implementation(device: torch.device) -> str | None:
+    """transformers' "eager" attention on CPU (softmax(QK^T)V in plain ops), its default SDPA elsewhere. The same
+    arithmetic (probabilities within 1e-7); on CPU, SDPA routes a training step to a math path that checks every
+    row for full masking, or, without dropout, to a flash kernel whose backward is slow: eager is 4% faster per bf16
+    MiniLM step with dropout and 5% without (docs/benchmarks.md), and as fast for prediction."""
+    return "eager" if device.type == "cpu" else None
+
+
+def set_dropout(model: torch.nn.Module, probability: float) -> None:
+    """Every dropout of the body and head drops with `probability` (the encoders here read their attention dropout
+    from the module's `p` at each forward, like the rest); LoRA's own dropout is `lora_dropout`'s."""
+    if not 0.0 <= probability < 1.0:
+        raise ValueError(f"dropout: {probability!r} is not a probability in [0, 1)")
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Dropout) and "lora_dropout" not in name:
+            module.p = probability
 
 
 def from_pretrained_quietly(source: str | Path, **kwargs) -> torch.nn.Module:
@@ -143,13 +166,16 @@ def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: P
               "label2id": {n: i for i, n in enumerate(data.label_names)},
               "problem_type": "multi_label_classification" if data.multi_label else "single_label_classification"}
     revision = None if saved else config.get("model_revision")
+    attention = attention_implementation(device)
     if config["variant"] != "qlora":
         model = from_pretrained_quietly(saved or config["model_source"], revision=revision,
-                                        ignore_mismatched_sizes=True, **labels)
+                                        ignore_mismatched_sizes=True, attn_implementation=attention, **labels)
         if config["variant"] == "qat":  # before the move: the fake-quant observers' buffers must move with it
             fake_quantize_linears(model)
             if saved and (saved / FAKE_QUANT_STATE).is_file():
                 model.load_state_dict(load_file(saved / FAKE_QUANT_STATE), strict=False)
+        if config["dropout"] is not None:
+            set_dropout(model, float(config["dropout"]))
         return model.to(device)
 
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
@@ -159,11 +185,13 @@ def load_encoder(config: dict, data: EmotionData, device: torch.device, saved: P
     compute_dtype = body_dtype(device)
     model = from_pretrained_quietly(
         config["model_source"], revision=config.get("model_revision"), ignore_mismatched_sizes=True,
-        quantization_config=four_bit_body(compute_dtype), dtype=compute_dtype,
+        quantization_config=four_bit_body(compute_dtype), dtype=compute_dtype, attn_implementation=attention,
         # an explicit map on CPU too: with None, transformers places a 4-bit model on CUDA whenever it sees one,
         # while analysis feeds it CPU tensors
         device_map={"": device.index or 0} if device.type == "cuda" else {"": "cpu"}, **labels)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)  # small bodies fit as they are
+    if config["dropout"] is not None:
+        set_dropout(model, float(config["dropout"]))
     if saved:
         return PeftModel.from_pretrained(model, saved, is_trainable=True)
     targets = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules()} & set(ATTENTION_QKV))

@@ -36,7 +36,8 @@ def tpe(tmp_path_factory, goemotions_dir, tiny_bert):
 
 def test_tpe_sweep_with_asha_wandb_and_analysis(tpe, tiny_bert):
     result, sweep_dir = tpe
-    for noise in NOISE:  # per-trial chatter that would bury a real warning (tests/unit/trainables/test_encoder_logs.py: those still show)
+    # per-trial chatter that would bury a real warning (tests/unit/trainables/test_encoder_logs.py: those still show)
+    for noise in NOISE:
         assert noise not in result.stdout + result.stderr, noise
     model = tiny_bert.name
     lines = result.stdout.splitlines()

@@ -110,3 +110,47 @@ def test_a_training_loss_that_is_not_finite_stops_the_trial(loss):
     assert loss_value(torch.tensor(0.25), 0) == 0.25
     with pytest.raises(FloatingPointError, match="epoch 3: training loss is"):
         loss_value(torch.tensor(loss), 2)
+
+
+def test_dropout_sets_every_body_and_head_dropout_and_none_keeps_the_checkpoints(tiny_bert):
+    """`dropout` 0 makes a training-mode forward deterministic (attention dropout included: the encoders read it
+    from the module at each forward); None keeps the checkpoint's own, so two training-mode forwards differ.
+    QLoRA's adapters keep their `lora_dropout`; an impossible probability is refused by name."""
+    data = load_dataset("emotion6", write_emotion6(tiny_bert.parent / "e6-dropout", sizes=(12, 6, 6)))
+    batch = {"input_ids": torch.randint(5, 20, (4, 9)), "attention_mask": torch.ones(4, 9, dtype=torch.long)}
+
+    def two_training_forwards(config):
+        model = load_encoder({"model_source": str(tiny_bert), **config}, data, torch.device("cpu")).train()
+        with torch.no_grad():
+            return model, model(**batch).logits, model(**batch).logits
+
+    model, first, second = two_training_forwards({"dropout": 0.0})
+    assert torch.equal(first, second)
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+    _, first, second = two_training_forwards({"dropout": None})
+    assert not torch.equal(first, second)
+    qlora = load_encoder({"model_source": str(tiny_bert), "variant": "qlora", "dropout": 0.0, "lora_dropout": 0.2},
+                         data, torch.device("cpu"))
+    probabilities = {name: m.p for name, m in qlora.named_modules() if isinstance(m, torch.nn.Dropout)}
+    assert {p for name, p in probabilities.items() if "lora_dropout" in name} == {0.2}
+    assert {p for name, p in probabilities.items() if "lora_dropout" not in name} == {0.0}
+    with pytest.raises(ValueError, match="dropout: 1.5"):
+        load_encoder({"model_source": str(tiny_bert), "dropout": 1.5}, data, torch.device("cpu"))
+
+
+def test_cpu_attention_is_eager_and_gives_sdpas_probabilities(tiny_bert, tmp_path):
+    """On CPU the encoder trains and predicts with transformers' eager attention (faster per step there), which must
+    compute what its default SDPA computes: the same probabilities to float noise, padded rows included."""
+    data = load_dataset("emotion6", write_emotion6(tmp_path / "e6", sizes=(12, 6, 6)))
+    config = {"model_source": str(tiny_bert), "eval_batch_size": 4}
+    tokens = tokenize_splits(data, config)
+    model = load_encoder(config, data, torch.device("cpu"))
+    assert model.config._attn_implementation == "eager"
+
+    def probabilities():
+        return predict(model, *token_rows(tokens["validation"]), num_labels=data.num_labels, multi_label=False,
+                       pad_id=tokens["pad_id"], device=torch.device("cpu"), batch_size=4, four_bit=False)[0]
+
+    eager = probabilities()
+    model.set_attn_implementation("sdpa")
+    np.testing.assert_allclose(probabilities(), eager, atol=1e-6)
