@@ -20,13 +20,15 @@ from typing import Callable
 from sweeps.experiment import BUDGETS, Experiment
 from trainables.data import DATASETS
 from trainables.metrics import METRICS
+from trainables.optimizers import WORD_EMBEDDING_UPDATES
 
 LAYOUT = "one-experiment"  # sweep.json of experiments where every study runs in one Tune experiment
 # Flags a resume applies anew; Tune restores the rest (time budget, retries, W&B, the searcher) from the experiment.
 RESUME_MAY_CHANGE = ("address", "no_dashboard", "verbose", "dry_run", "restart_errored")
 RESUME_LOCATES = ("resume", "storage", "name")  # where the experiment is now, not where it started
 # saved before these flags existed
-OLDER_SWEEPS = {"device": "auto", "metric": "macro_f1", "confirm_seeds": 0, "rungs_per_epoch": 1}
+OLDER_SWEEPS = {"device": "auto", "metric": "macro_f1", "confirm_seeds": 0, "rungs_per_epoch": 1,
+                "word_embedding_updates": "dense", "dropout": "checkpoint"}
 
 
 def fail(message: str) -> None:
@@ -72,6 +74,16 @@ def gpu_share_flag(text: str) -> float:
     if share > 1 and not share.is_integer():
         raise argparse.ArgumentTypeError(f"{text!r} must be a fraction of one GPU (up to 1) or whole GPUs")
     return share
+
+
+def dropout_flag(text: str) -> float | str:
+    """--dropout: a probability in [0, 1), or `checkpoint` (the model's own)."""
+    if text == "checkpoint":
+        return text
+    probability = number(float, 0, 1)(text)
+    if probability == 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be below 1 (or 'checkpoint')")
+    return probability
 
 
 def duration(text: str) -> float:
@@ -162,6 +174,12 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
     add("--rungs-per-epoch", type=number(int, 1, 64),
         help="encoder trials report to ASHA this many times an epoch, inside it on a fixed validation subset "
              "(default: 4 for the cpu budget, else 1)")
+    if experiment.trainable == "encoder":
+        add("--word-embedding-updates", choices=WORD_EMBEDDING_UPDATES,
+            help="how trials train the word-embedding matrix: dense, sparse (only the rows a batch holds) or frozen "
+                 "(default: sparse for the cpu budget, else dense)")
+        add("--dropout", type=dropout_flag, help="trials' dropout probability, or 'checkpoint' for the model's own "
+                                                 "(default: 0 for the cpu budget, else checkpoint)")
     add("--warm-start", nargs="+", type=absolute_path, metavar="RESULTS_DIR",
         help="start each model's study with the best configurations (up to 3 each) of these earlier experiments' "
              "studies of that model, re-measured on this sweep's data (not with --search grid)")

@@ -112,6 +112,8 @@ def make_plan(experiment: Experiment, args: argparse.Namespace, cluster: Cluster
     for key in ("epochs", "lr", "batch_size", *experiment.fixable):
         if getattr(args, key) is not None:
             fixed[key] = getattr(args, key)
+    if experiment.trainable == "encoder":
+        encoder_training(fixed, args, budget)
     space = searched_space(experiment, budget, args.search, fixed)
     defaults = import_module(f"trainables.{experiment.trainable}").DEFAULTS
     rungs_per_epoch = rungs_in_an_epoch(experiment, args, budget, len(data.train),
@@ -272,6 +274,17 @@ def first_trial(experiment: Experiment, space: dict) -> dict | None:
         else:
             point[key] = min(max(start[key], distribution.low), distribution.high)
     return point
+
+
+def encoder_training(fixed: dict, args: argparse.Namespace, budget: Budget) -> None:
+    """How encoder trials train their word embeddings and with what dropout, into `fixed`: --word-embedding-updates
+    and --dropout, else what the sweep file fixed, else the budget's choice, else the trainable's defaults (dense,
+    the checkpoint's dropout: not written)."""
+    for key in ("word_embedding_updates", "dropout"):
+        if getattr(args, key) is not None:
+            fixed[key] = None if getattr(args, key) == "checkpoint" else getattr(args, key)
+        elif key in budget.encoder_training:
+            fixed.setdefault(key, budget.encoder_training[key])
 
 
 def rungs_in_an_epoch(experiment: Experiment, args: argparse.Namespace, budget: Budget, train_rows: int,
