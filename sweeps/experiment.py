@@ -38,7 +38,7 @@ BUDGETS = {
     # cpu: the 30 minutes are the limit, the trial count only a cap. With rungs inside epochs a poor trial costs
     # 20-40 s, and a SemEval E-c search asked 6 trials in its first 4 minutes: a cap of 20 would end the search
     # with half the budget unused. 100 keeps TPE's 10 random startup trials (sweeps/samplers.py).
-    # cpu: sparse word-embedding updates and no dropout make a bf16 MiniLM step 1.3x faster on 2 cores, at the
+    # cpu: sparse word-embedding updates and no dropout make a bf16 MiniLM epoch 1.26x faster on 2 cores, at the
     # same validation quality on GoEmotions and E-c over paired seeds (bench/paired_quality.py, docs/benchmarks.md).
     # Measured at this budget's 1-2 epochs only: the full budget's longer GPU runs keep the checkpoint's dropout.
     "cpu": Budget(16000, None, None, 2, 100, 64, 30 * 60, 3, "30 minutes on a 2-core laptop, one model",

@@ -76,8 +76,8 @@ def head_modules(model: torch.nn.Module) -> list[str]:
 def attention_implementation(device: torch.device) -> str | None:
     """transformers' "eager" attention on CPU (softmax(QK^T)V in plain ops), its default SDPA elsewhere. The same
     arithmetic (probabilities within 1e-7); on CPU, SDPA routes a training step to a math path that checks every
-    row for full masking, or, without dropout, to a flash kernel whose backward is slow: eager is 4% faster per bf16
-    MiniLM step with dropout and 5% without (docs/benchmarks.md), and as fast for prediction."""
+    row for full masking, or, without dropout, to a flash kernel whose backward is slow: per bf16 MiniLM step eager is
+    1.05x SDPA with dropout and 1.39x without (docs/benchmarks.md), and as fast for prediction."""
     return "eager" if device.type == "cpu" else None
 
 
