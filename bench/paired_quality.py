@@ -66,16 +66,19 @@ def run_arms(dataset: str, data_dir: str, seeds: int) -> dict[str, list[tuple[fl
     return results
 
 
+def spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else float("nan")
+
+
 def print_table(dataset: str, results: dict[str, list[tuple[float, float]]]) -> None:
     metric = BEST[dataset]["metric"]
     baseline = [score for score, _ in results[next(iter(ARMS))]]
     print(f"\n## {dataset}: validation {metric}, {len(baseline)} paired seeds (seed 0, 1, ...)")
-    print(f"| arm | per seed | mean ± sd | paired difference vs baseline, mean ± sd | train examples/s (median) |")
+    print("| arm | per seed | mean ± sd | paired difference vs baseline, mean ± sd | train examples/s (median) |")
     print("|---|---|---|---|---|")
     for arm, runs in results.items():
         scores = [score for score, _ in runs]
         differences = [score - base for score, base in zip(scores, baseline)]
-        spread = lambda values: statistics.stdev(values) if len(values) > 1 else float("nan")  # noqa: E731
         print(f"| {arm} | {' / '.join(f'{s:.4f}' for s in scores)} | {statistics.mean(scores):.4f} ± "
               f"{spread(scores):.4f} | {statistics.mean(differences):+.4f} ± {spread(differences):.4f} | "
               f"{statistics.median(speed for _, speed in runs):.1f} |")

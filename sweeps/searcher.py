@@ -221,7 +221,6 @@ class StudySearcher(Searcher):
 
     def learning_room(self, name: str) -> bool:
         """TPE: startup trials all at once; guided ones no more in flight than the study has results."""
-        study = self.studies[name]
         if self.search != "tpe" or self._orphans[name]:
             return True
         startup = self.startup(name)
