@@ -18,7 +18,8 @@ import numpy as np
 from scipy.stats import bootstrap
 
 from analysis.decision import average, decisions
-from trainables.metrics import score, thresholds_for
+from trainables.metrics import thresholds_for
+from trainables.scores import score
 
 
 @dataclass

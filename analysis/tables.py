@@ -13,7 +13,7 @@ from sklearn.metrics import f1_score
 from analysis.decision import decisions
 from analysis.seeds import compare
 from analysis.trials import Trial, class_names, model_cost
-from trainables.metrics import METRICS
+from trainables.scores import METRICS
 
 
 def fmt(value) -> str:

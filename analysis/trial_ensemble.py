@@ -27,7 +27,9 @@ import numpy as np
 
 from analysis.decision import decide, selected_metric
 from analysis.seeds import SeedRun, ensemble
-from trainables.metrics import TOLERANCE, per_class_thresholds_for, score
+from trainables.metrics import per_class_thresholds_for
+from trainables.scores import score
+from trainables.thresholds import TOLERANCE
 
 ROUNDS = 25
 

@@ -29,7 +29,8 @@ from analysis.decision import selected_metric
 from analysis.seeds import SeedRun, confirmed_runs, ensemble, summary
 from analysis.trial_ensemble import trial_ensemble
 from trainables import atomic
-from trainables.metrics import macro_f1, multilabel_report, singlelabel_report
+from trainables.metrics import multilabel_report, singlelabel_report
+from trainables.scores import macro_f1
 
 INTERNAL_KEYS = {"model", "model_source", "model_revision", "study", "seed", "thresholds"}
 

@@ -54,7 +54,8 @@ def smollm2_dir(target: Path) -> Path:
 
 def cross_fitted(probs: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
     """Macro-F1 / Jaccard with per-class thresholds chosen on the other half of the rows."""
-    from trainables.metrics import exact_thresholds, multilabel_report
+    from trainables.metrics import multilabel_report
+    from trainables.thresholds import exact_thresholds
 
     halves = np.array_split(np.random.default_rng(seed).permutation(len(labels)), 2)
     predictions = np.zeros_like(labels)

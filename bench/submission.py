@@ -13,7 +13,7 @@ from pathlib import Path
 
 from analysis.trials import best_per_model, read_json, read_trials, seed_ensembles
 from trainables.data import read_semeval_ec
-from trainables.metrics import METRICS
+from trainables.scores import METRICS
 
 
 def main() -> None:

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from analysis.trials import best_per_model, read_trials
-from trainables.metrics import METRICS, global_threshold_for, score, thresholds_for
+from trainables.metrics import thresholds_for
+from trainables.scores import METRICS, score
+from trainables.thresholds import global_threshold_for
 
 HEADER = ("| model | val rows x classes | tuned for | thresholds | seconds | val macro-F1 | val micro-F1 | val Jaccard "
           "| test macro-F1 | test micro-F1 | test Jaccard |")

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from analysis.trials import best_per_model, read_trials
-from trainables.metrics import exact_thresholds, multilabel_report, optuna_thresholds
+from trainables.metrics import multilabel_report, optuna_thresholds
+from trainables.thresholds import exact_thresholds
 
 
 def prediction_files(path: Path) -> list[tuple[str, Path]]:

@@ -19,7 +19,7 @@ from typing import Callable
 
 from sweeps.experiment import BUDGETS, Experiment
 from trainables.data import DATASETS
-from trainables.metrics import METRICS
+from trainables.scores import METRICS
 from trainables.optimizers import WORD_EMBEDDING_UPDATES
 
 LAYOUT = "one-experiment"  # sweep.json of experiments where every study runs in one Tune experiment

@@ -46,7 +46,8 @@ from trainables.decoder_scoring import collate, generate, head_probs, label_log_
 from trainables.device import autocast_dtype, dtype_name, seed_trial, trial_device, trial_resources
 from trainables.encoder import length_grouped_batches, loss_value, to_device
 from trainables.labels_text import CHAT_TEMPLATES, TextEncoding, template_problem, text_encoding
-from trainables.metrics import macro_f1, validation_scores
+from trainables.metrics import validation_scores
+from trainables.scores import macro_f1
 from trainables.models import TrialCost, four_bit_problem
 from trainables.rungs import RUNG_METRIC
 from trainables.splits import EmotionData

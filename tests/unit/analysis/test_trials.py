@@ -9,7 +9,9 @@ import pytest
 from analysis.best_trials import ExperimentError, main, write_best_trials
 from analysis.seeds import compare
 from analysis.trials import read_trials, reported_runs
-from trainables.metrics import exact_thresholds, score, thresholds_for
+from trainables.metrics import thresholds_for
+from trainables.scores import score
+from trainables.thresholds import exact_thresholds
 
 
 def plant_trial(experiment, study, name, val_quality, test_quality, seed, epochs=1, cpu_seconds=20.0):

@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from trainables.metrics import (METRICS, best_class_threshold, choose_thresholds, coordinate_ascent,
-                                exact_thresholds, global_threshold, global_threshold_for, metric_thresholds,
-                                multilabel_report, optuna_thresholds, per_class_thresholds, score, thresholds_for)
+from trainables.metrics import choose_thresholds, multilabel_report, optuna_thresholds, thresholds_for
+
+from trainables.scores import METRICS, score
+
+from trainables.thresholds import (best_class_threshold, coordinate_ascent, exact_thresholds, global_threshold,
+                                    global_threshold_for, metric_thresholds, per_class_thresholds)
 
 
 def random_predictions(seed: int, n: int = 80, classes: int = 5):
