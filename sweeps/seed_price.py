@@ -9,12 +9,13 @@ from typing import Iterable
 from sweeps.studies import Study
 
 
-# What the confirmation phase costs beyond its trials' own epochs: a new Tuner starting its trial processes
-# (importing torch and transformers) and the seeds' epochs running a little slower than the measured ones; the
-# price of the seeds is padded by both, since a seed the time budget cuts short is a seed lost. The search's best
-# trial usually ran in a reused worker, so its measured first epoch has no imports in it; on a 2-core machine
-# loaded by a second sweep the new Tuner took 10 s to start its seed and the imports another 10 s inside its first
-# epoch: 30 s covers that, a sixtieth of a 30-minute budget.
+# What the confirmation phase costs beyond its trials' own epochs: a new Tuner starting its trial processes and
+# the seeds' epochs running a little slower than the measured ones; the price of the seeds is padded by both, since
+# a seed the time budget cuts short is a seed lost. The search's own start is measured (StudySearcher's start_s:
+# from its first ask to its first trial's trainable starting, under this sweep's load) and added to
+# CONFIRMATION_START_S, which covers what that does not see: the search's best trial usually ran in a reused
+# worker, so its measured first epoch has no imports in it (10 s inside a seed's first epoch on a loaded 2-core
+# machine), and the load rising between the search's start and its end. 30 s is a sixtieth of a 30-minute budget.
 CONFIRMATION_START_S = 30.0
 CONFIRMATION_SLACK = 1.05
 
@@ -37,11 +38,12 @@ class TrialTiming:
 
 
 def confirmation_reserve_s(best: dict[str, TrialTiming], confirm_seeds: int, studies: dict[str, Study],
-                           capacity: float | None) -> float:
+                           capacity: float | None, start_s: float = 0.0) -> float:
     """The confirmation phase's length if it started now: each study's best trial so far (`best`), `confirm_seeds`
     times over at its measured price (TrialTiming.seed_s), `max_concurrent` of a study's seeds at a time and
     all studies' seeds no faster than the cluster's capacity holds them side by side; padded by
-    CONFIRMATION_SLACK and CONFIRMATION_START_S. 0 before any trial has reported an epoch."""
+    CONFIRMATION_SLACK, plus the measured start of a Tuner's first trial (`start_s`) and CONFIRMATION_START_S.
+    0 before any trial has reported an epoch."""
     seed_s = {name: timing.seed_s() for name, timing in best.items()}
     if not seed_s:
         return 0.0
@@ -49,7 +51,7 @@ def confirmation_reserve_s(best: dict[str, TrialTiming], confirm_seeds: int, stu
                     for name, seconds in seed_s.items())
     side_by_side = sum(confirm_seeds * seconds * studies[name].units
                        for name, seconds in seed_s.items()) / capacity if capacity else 0.0
-    return max(in_rounds, side_by_side) * CONFIRMATION_SLACK + CONFIRMATION_START_S
+    return max(in_rounds, side_by_side) * CONFIRMATION_SLACK + start_s + CONFIRMATION_START_S
 
 
 def best_timings(timings: Iterable[TrialTiming], studies: dict[str, Study]) -> dict[str, TrialTiming]:

@@ -166,7 +166,34 @@ def test_the_search_leaves_the_confirmation_seeds_what_the_best_configuration_ne
     [line] = capsys.readouterr().out.splitlines()  # said once, when no trial could start any more
     assert line == (f"search starts no more trials with {(priced + 34) / 60:.1f} min of the time budget left, "
                     f"{priced / 60:.1f} of them kept for 2 confirmation seeds "
-                    f"(alpha's best, 1 epoch at ~0.7 min a seed)")
+                    f"(alpha's best, 1 epoch at ~0.7 min a seed; a trial took 0 s to start)")
+
+
+def test_the_reserve_holds_the_searchs_own_start_as_measured(tmp_path):
+    """The confirmation phase starts a new Tuner, as the search did: from the search's first ask to its first trial's
+    trainable starting (the first report's clock less the time the trainable had run) is priced in again. Only the
+    first report of a run is that start; the measurement survives the saved state."""
+    now = [1000.0]
+    [alpha] = studies(num_samples=10, max_concurrent=1)[:1]
+    searcher = StudySearcher([alpha], tmp_path / JOURNAL, "random", seed=0, time_budget_s=600, confirm_seeds=1,
+                             clock=lambda: now[0])
+    first = searcher.suggest("a0")
+    now[0] += 25 + 30  # 25 s placing the trial and starting its process, then a 30-s epoch
+    searcher.on_trial_result("a0", {**result(first, 1, 0.5), "time_total_s": 30.0})
+    assert searcher.start_s == pytest.approx(25.0)
+    now[0] += 20
+    searcher.on_trial_complete("a0", {**result(first, 2, 0.6), "time_total_s": 50.0})
+    second = searcher.suggest("a1")  # a reused process: starts at once, but is not the search's start
+    now[0] += 100 + 30
+    searcher.on_trial_complete("a1", {**result({**second, "epochs": 1}, 1, 0.7), "time_total_s": 30.0})
+    assert searcher.start_s == pytest.approx(25.0)
+    assert searcher.search_deadline() == pytest.approx(1000.0 + 600 - (30 * CONFIRMATION_SLACK + 25
+                                                                         + CONFIRMATION_START_S))
+    searcher.save(str(tmp_path / "state.json"))
+    again = StudySearcher([alpha], tmp_path / JOURNAL, "random", seed=0, time_budget_s=600, confirm_seeds=1,
+                          clock=lambda: now[0])
+    again.restore(str(tmp_path / "state.json"))
+    assert again.start_s == pytest.approx(25.0) and again._reserve_s == pytest.approx(searcher._reserve_s)
 
 
 def test_the_reserve_survives_the_searchers_saved_state(tmp_path):
