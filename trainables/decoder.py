@@ -38,8 +38,7 @@ from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training, se
 from ray import tune
 from safetensors.torch import load_file
 from sklearn.metrics import jaccard_score
-from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
-                          BitsAndBytesConfig, get_linear_schedule_with_warmup)
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
 
 from trainables.checkpoints import TRAINING_STATE, load_training_state
 from trainables.decoder_scoring import collate, generate, head_probs, label_log_likelihoods
@@ -49,6 +48,7 @@ from trainables.labels_text import CHAT_TEMPLATES, TextEncoding, template_proble
 from trainables.metrics import validation_scores
 from trainables.scores import macro_f1
 from trainables.models import TrialCost, four_bit_problem
+from trainables.optimizers import linear_warmup_schedule
 from trainables.rungs import RUNG_METRIC
 from trainables.splits import EmotionData
 
@@ -258,8 +258,8 @@ def train_decoder(config: dict, data: EmotionData) -> None:
                                    {"params": head, "lr": config["head_lr"]}], weight_decay=config["weight_decay"])
     epochs = int(config["epochs"])
     steps_per_epoch = math.ceil(len(train_rows) / int(config["batch_size"]))
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config["warmup_ratio"] * steps_per_epoch * epochs),
-                                                steps_per_epoch * epochs)
+    scheduler = linear_warmup_schedule(optimizer, int(config["warmup_ratio"] * steps_per_epoch * epochs),
+                                       steps_per_epoch * epochs)
     start_epoch, best_val = 0, -1.0
     if resume_dir:
         state = load_training_state(resume_dir / TRAINING_STATE, device)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from ray import tune
-from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoTokenizer
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from trainables.checkpoints import TRAINING_STATE, load_training_state
@@ -42,7 +42,7 @@ from trainables.encoder_model import (MODEL_DEFAULTS, VARIANTS, body_dtype, four
 from trainables.device import dtype_name, seed_trial, trial_device, trial_resources
 from trainables.metrics import validation_scores
 from trainables.models import TrialCost
-from trainables.optimizers import build_optimizer, clip_grad_norm_
+from trainables.optimizers import build_optimizer, clip_grad_norm_, linear_warmup_schedule
 from trainables.rungs import RUNG_METRIC, rung_ends, rung_subset, rung_subset_rows
 from trainables.splits import EmotionData
 from trainables.tweets import preprocess
@@ -243,8 +243,8 @@ def train_encoder(config: dict, data: EmotionData, shared_tokens: dict | None = 
     optimizer = build_optimizer(model, config, qlora)
     epochs = int(config["epochs"])
     steps_per_epoch = math.ceil(len(train_ids) / int(config["batch_size"]))
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config["warmup_ratio"] * steps_per_epoch * epochs),
-                                                steps_per_epoch * epochs)
+    scheduler = linear_warmup_schedule(optimizer, int(config["warmup_ratio"] * steps_per_epoch * epochs),
+                                       steps_per_epoch * epochs)
 
     start_epoch, best_val = 0, -1.0
     if resume_dir:

@@ -76,3 +76,12 @@ def test_every_module_imports_in_a_fresh_interpreter():
     result = subprocess.run([sys.executable, "-c", code, *modules()], capture_output=True, text=True, cwd=REPO,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_an_encoder_trial_process_does_not_import_peft():
+    """Every trial process imports its trainable as it starts, the confirmation seeds' new ones included; peft
+    (with bitsandbytes and torch's inductor) costs 3.4 s of that on the 2-core VM, and only QLoRA needs it."""
+    code = "import sys, sweeps.run, trainables.encoder\nprint(sorted({'peft', 'bitsandbytes'} & set(sys.modules)))\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1] == "[]"

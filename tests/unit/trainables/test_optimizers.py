@@ -1,7 +1,8 @@
 """How the encoder trial's optimizer trains the word embeddings (trainables/optimizers.py), on the tiny BERT: sparse
 updates give the rows a batch touches exactly dense AdamW's step (clipping included) and leave the other rows alone;
-their optimizer state resumes from a state dict like AdamW's; the schedule reaches their group; "dense" keeps the
-optimizer's former groups (a checkpoint written before still resumes) and "frozen" trains no embedding."""
+their optimizer state resumes from a state dict like AdamW's; the schedule reaches their group and is transformers'
+linear warmup step for step; "dense" keeps the optimizer's former groups (a checkpoint written before still
+resumes) and "frozen" trains no embedding."""
 import copy
 import io
 
@@ -10,7 +11,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
 from trainables.encoder import DEFAULTS
-from trainables.optimizers import build_optimizer, clip_grad_norm_
+from trainables.optimizers import build_optimizer, clip_grad_norm_, linear_warmup_schedule
 
 CONFIG = {**DEFAULTS, "lr": 1e-2, "head_lr": 1e-2, "weight_decay": 0.1}
 # token ids repeat within and across rows ([CLS] = 2 and [SEP] = 3 in every row), as a batch's do; 0 pads
@@ -80,13 +81,32 @@ def test_sparse_optimizer_state_resumes_from_its_state_dict(model):
 
 def test_the_schedule_sets_the_sparse_groups_rate_too(model):
     optimizer = build_optimizer(model, {**CONFIG, "word_embedding_updates": "sparse"}, qlora=False)
-    scheduler = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=4, num_training_steps=10)
+    scheduler = linear_warmup_schedule(optimizer, warmup_steps=4, total_steps=10)
     train_step(model, optimizer)
     scheduler.step()
     embedding = model.get_input_embeddings().weight
     [embedding_group] = [group for group in optimizer.param_groups if any(p is embedding for p in group["params"])]
     assert embedding_group["lr"] == optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 / 4)  # warmup: step 1 of 4
     assert embedding_group["weight_decay"] == CONFIG["weight_decay"]
+
+
+@pytest.mark.parametrize("warmup_steps, total_steps", [(4, 10), (0, 7), (3, 3), (10, 4)])
+def test_the_schedule_is_transformers_linear_warmup_and_resumes_from_its_state(model, warmup_steps, total_steps):
+    """The same learning rate at every step, past the end too; a state dict either one saved loads into the other
+    (a checkpoint written by a trial that used transformers' schedule resumes)."""
+    ours = build_optimizer(model, CONFIG, qlora=False)
+    theirs = build_optimizer(copy.deepcopy(model), CONFIG, qlora=False)
+    schedules = (linear_warmup_schedule(ours, warmup_steps, total_steps),
+                 get_linear_schedule_with_warmup(theirs, warmup_steps, total_steps))
+    for _ in range(total_steps + 2):
+        assert schedules[0].get_last_lr() == schedules[1].get_last_lr()
+        for schedule in schedules:
+            schedule.step()
+    resumed = linear_warmup_schedule(build_optimizer(copy.deepcopy(model), CONFIG, qlora=False), warmup_steps,
+                                     total_steps)
+    resumed.load_state_dict(schedules[1].state_dict())
+    resumed.step(), schedules[1].step()
+    assert resumed.get_last_lr() == schedules[1].get_last_lr() and resumed.last_epoch == schedules[1].last_epoch
 
 
 def test_dense_keeps_the_former_groups_and_frozen_trains_no_embedding(model):
