@@ -90,6 +90,7 @@ def test_the_schedule_sets_the_sparse_groups_rate_too(model):
     assert embedding_group["weight_decay"] == CONFIG["weight_decay"]
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`")
 @pytest.mark.parametrize("warmup_steps, total_steps", [(4, 10), (0, 7), (3, 3), (10, 4)])
 def test_the_schedule_is_transformers_linear_warmup_and_resumes_from_its_state(model, warmup_steps, total_steps):
     """The same learning rate at every step, past the end too; a state dict either one saved loads into the other
