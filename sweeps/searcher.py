@@ -85,13 +85,12 @@ class StudySearcher(Searcher):
         self._timings: dict[str, TrialTiming] = {}  # Tune trial id -> its epochs' clock and best value
         self._reserve_s = 0.0  # what the confirmation seeds of the best configurations so far take
         self._first_ask_at: float | None = None  # this run's first ask: when its Tuner began starting trials
-        self._start_measured = False
-        self.start_s = 0.0  # measured: from the first ask to the first trial's trainable starting (measure_start)
+        self.start_s: float | None = None  # from the first ask to the first trial's trainable starting (measured)
         self._said_search_ends = False
 
     def __getstate__(self):
         return {**self.__dict__, "_optuna": None, "_orphans": {}, "_counts": {}, "_budget": {}, "_deadline": None,
-                "_first_ask_at": None, "_start_measured": False}
+                "_first_ask_at": None}
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # the space is the studies'; metric and mode are fixed
@@ -163,16 +162,7 @@ class StudySearcher(Searcher):
 
     def confirmation_reserve_s(self) -> float:
         return seed_price.confirmation_reserve_s(self.best_timings(), self.confirm_seeds, self.studies, self.capacity,
-                                                 self.start_s)
-
-    def measure_start(self, result: dict) -> None:
-        """Once a run, at its first report: how long its Tuner took from the first ask to that trial's trainable
-        starting (the report's time less what the trainable had run): placing the trial and starting its process,
-        under this sweep's load. The confirmation phase's new Tuner pays it again before its seeds train."""
-        if self._start_measured or self._first_ask_at is None or "time_total_s" not in result:
-            return
-        self._start_measured = True
-        self.start_s = max(0.0, self.clock() - self._first_ask_at - float(result["time_total_s"]))
+                                                 self.start_s or 0.0)
 
     def say_search_ends(self) -> None:
         """Print, once, that the search starts no more trials (those running finish, or stop where the seeds' time
@@ -185,7 +175,7 @@ class StudySearcher(Searcher):
         seeds = self.confirm_seeds
         print(f"search starts no more trials with {self.budget_left_s() / 60:.1f} min of the time budget left, "
               f"{self._reserve_s / 60:.1f} of them kept for {seeds} confirmation seed{'s' * (seeds != 1)} ({priced}; "
-              f"a trial took {self.start_s:.0f} s to start)", flush=True)
+              f"a trial took {self.start_s or 0:.0f} s to start)", flush=True)
 
     def max_epochs(self, name: str) -> int:
         study = self.studies[name]
@@ -281,7 +271,10 @@ class StudySearcher(Searcher):
         if trial_id not in self.live:  # restarted from an errored trial (--restart-errored): Tune made it
             self.live[trial_id] = (result["config/study"], None)
         name, optuna_id = self.live[trial_id]
-        self.measure_start(result)
+        if self.start_s is None and self._first_ask_at is not None and "time_total_s" in result:
+            # the first report: its clock less the time its trainable had run is how long the Tuner took to place the
+            # trial and start its process, under this sweep's load; the confirmation seeds' new Tuner pays it again
+            self.start_s = max(0.0, self.clock() - self._first_ask_at - float(result["time_total_s"]))
         epoch_end = METRIC in result
         if epoch_end and result.get("training_iteration") == self.rungs_per_epoch(name) and "time_total_s" in result:
             self._first_epoch_s.setdefault(name, []).append(float(result["time_total_s"]))
@@ -384,8 +377,8 @@ class StudySearcher(Searcher):
         self.live = {trial_id: tuple(entry) for trial_id, entry in saved["live"].items()}
         self._time_left_s = saved.get("time_left_s")
         self._timings = {trial_id: TrialTiming(**timing) for trial_id, timing in saved.get("timings", {}).items()}
-        self.start_s = saved.get("start_s", 0.0)  # until the resumed Tuner's own start is measured
-        self._first_ask_at, self._start_measured = None, False
+        self.start_s = saved.get("start_s")  # None: measured at the resumed run's first report
+        self._first_ask_at = None
         self._reserve_s = self.confirmation_reserve_s() if self.confirm_seeds else 0.0
         self._deadline = None  # set again from the time left at the first ask
         self._optuna = None  # reopen: trials asked after this state was saved become orphans to hand out

@@ -11,7 +11,7 @@ from sweeps.studies import Study
 
 # What the confirmation phase costs beyond its trials' own epochs: a new Tuner starting its trial processes and
 # the seeds' epochs running a little slower than the measured ones; the price of the seeds is padded by both, since
-# a seed the time budget cuts short is a seed lost. The search's own start is measured (StudySearcher's start_s:
+# a seed the time budget cuts short is a seed lost. The search's own start is measured (StudySearcher.start_s:
 # from its first ask to its first trial's trainable starting, under this sweep's load) and added to
 # CONFIRMATION_START_S, which covers what that does not see: the search's best trial usually ran in a reused
 # worker, so its measured first epoch has no imports in it (10 s inside a seed's first epoch on a loaded 2-core
